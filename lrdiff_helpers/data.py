@@ -113,7 +113,7 @@ def source_task(val_fraction: float = 0.2) -> tuple[Split, Split]:
 
     >>> train, val = source_task()
     >>> len(train) + len(val)
-    898
+    896
     """
     x, y = load_digits()
     src, _ = _source_target_indices()
@@ -135,7 +135,7 @@ def target_task(shots: int = 5, noise: float = 0.4, seed: int = 0) -> tuple[Spli
 
     >>> train, val = target_task(shots=5, seed=0)
     >>> len(train), len(val)
-    (50, 849)
+    (50, 851)
     """
     if shots < 1:
         raise ValueError(f"shots must be at least 1, got {shots}")
