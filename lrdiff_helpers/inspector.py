@@ -92,7 +92,7 @@ class GroupReport:
         widths = [max(len(row[i]) for row in cells) for i in range(len(self._HEAD))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append("problems: " + ("none" if self.ok else ""))
+        lines.append("problems: none" if self.ok else "problems:")
         lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -163,8 +163,7 @@ def inspect_param_groups(
         if isinstance(params, (torch.Tensor, nn.Module)):
             params = [params]
         else:
-            params = list(params)  # consumes a generator: as torch would
-            group["params"] = params
+            params = list(params)  # consumes a generator in a list of dicts, as torch would
         if not params:
             problems.append(Problem("empty_group", f"group {label} has no parameters (a used-up generator?)"))
         for p in params:
