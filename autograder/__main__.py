@@ -1,0 +1,170 @@
+"""Command line of the grading pipeline: ``python -m autograder <step> [...]`` (``./course grade <step>``).
+
+Steps:
+    release                 regenerate release/lrdiff from source/lrdiff (--force); register it in the gradebook
+    collect PATH...         copy submissions into submitted/<student>/lrdiff/ (folders of <student>/ folders,
+                            <student>.zip files, or folders of zips); the originals are never changed
+    autograde [--student S] grade every collected submission (or only S, repeatable)
+    feedback                write feedback/<student>/lrdiff/*.html for every graded submission
+    export [--out CSV]      write the grades, one row per student, with a status column (default grades.csv)
+    all PATH... [--out CSV] release, collect PATH..., autograde, feedback, export
+
+Exit status: 0 when every submission was graded; 1 when some could not be ("failed to grade: <reason>",
+after the rest of the batch was graded and reported); 2 for bad input (nothing was done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from . import ASSIGNMENT, NOTEBOOKS, ROOT
+from .pipeline import (
+    FAILED,
+    Course,
+    InputError,
+    Result,
+    assignment_registered,
+    autograde,
+    collect,
+    export,
+    feedback,
+    release,
+)
+
+
+def _say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _quiet_library_warnings() -> None:
+    """nbgrader's own use of SQLAlchemy warns about its sessions; that is not the instructor's business."""
+    try:
+        from sqlalchemy.exc import SAWarning
+    except ImportError:  # pragma: no cover
+        return
+    warnings.filterwarnings("ignore", category=SAWarning)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m autograder",
+        description=f"Grade the {ASSIGNMENT} assignment with nbgrader (see autograder/README.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Steps:", 1)[1],
+    )
+    p.add_argument("--root", type=Path, default=ROOT, help="the course's root folder (default: %(default)s)")
+    sub = p.add_subparsers(dest="step", required=True, metavar="STEP")
+    sub.add_parser("release", help="regenerate release/ from source/ and register the assignment")
+    c = sub.add_parser("collect", help="copy submissions into submitted/")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="a folder of <student>/ folders or <student>.zip files, or a zip")
+    a = sub.add_parser("autograde", help="grade the collected submissions")
+    a.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    sub.add_parser("feedback", help="write HTML feedback for graded submissions")
+    e = sub.add_parser("export", help="write the grades CSV")
+    e.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV file to write (default: %(default)s)")
+    al = sub.add_parser("all", help="release, collect, autograde, feedback, export")
+    al.add_argument("paths", nargs="+", metavar="PATH")
+    al.add_argument("--out", type=Path, default=Path("grades.csv"))
+    return p
+
+
+def _line(res: Result, course: Course) -> str:
+    if res.ok:
+        with course.gradebook() as gb:
+            sub = gb.find_submission(ASSIGNMENT, res.student)
+            scores = {nb.name: (nb.score, nb.max_score) for nb in sub.notebooks}
+        parts = "  ".join(f"{n} {scores[n][0]:g}/{scores[n][1]:g}" for n in NOTEBOOKS if n in scores)
+        total = sum(s for s, _ in scores.values())
+        top = sum(m for _, m in scores.values())
+        text = f"  {res.student}: {total:g} / {top:g}  ({parts})  [{res.seconds:.1f} s]"
+    else:
+        text = f"  {res.student}: {res.status}  [{res.seconds:.1f} s]"
+    return text + "".join(f"\n      note: {n}" for n in res.notes)
+
+
+def _do_release(course: Course) -> None:
+    _say(f"release: generating release/{ASSIGNMENT} from source/{ASSIGNMENT} ...")
+    release(course)
+    _say(f"release: release/{ASSIGNMENT} regenerated; the assignment is registered in the gradebook")
+
+
+def _do_collect(course: Course, paths) -> None:
+    found = collect(course, paths)
+    _say(f"collect: {len(found)} submission(s) copied into submitted/")
+    for f in found:
+        _say(f"  {f.student}: {', '.join(sorted(f.notebooks))}  (from {f.origin})"
+             + "".join(f"\n      note: {n}" for n in f.notes))
+
+
+def _do_autograde(course: Course, students=None) -> int:
+    if not course.students_submitted():
+        raise InputError("nothing to grade: submitted/ has no <student>/lrdiff/ folder (run collect first)")
+    if not assignment_registered(course):
+        _say("autograde: the gradebook does not know the assignment yet; running release first")
+        _do_release(course)
+    todo = students or course.students_submitted()
+    _say(f"autograde: {len(todo)} submission(s)")
+    results = autograde(course, students, progress=lambda r: _say(_line(r, course)))
+    failed = [r for r in results if not r.ok]
+    _say(f"autograde: {len(results) - len(failed)} graded, {len(failed)} {FAILED}")
+    return 1 if failed else 0
+
+
+def _do_feedback(course: Course) -> int:
+    results = feedback(course, progress=lambda r: _say(f"  {r.student}: "
+                                                         + ("feedback written" if r.ok else r.status)))
+    bad = [r for r in results if not r.ok]
+    _say(f"feedback: {len(results) - len(bad)} written to feedback/, {len(bad)} failed")
+    return 1 if bad else 0
+
+
+def _do_export(course: Course, out: Path) -> int:
+    out = out if out.is_absolute() else Path.cwd() / out
+    rows = export(course, out)
+    failed = [r for r in rows if r.status != "graded"]
+    _say(f"export: {len(rows)} row(s) written to {out}")
+    for r in failed:
+        _say(f"  {r.student}: {r.status}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_library_warnings()
+    course = Course(args.root)
+    try:
+        if args.step == "release":
+            _do_release(course)
+            return 0
+        if args.step == "collect":
+            _do_collect(course, args.paths)
+            return 0
+        if args.step == "autograde":
+            return _do_autograde(course, args.student)
+        if args.step == "feedback":
+            return _do_feedback(course)
+        if args.step == "export":
+            return _do_export(course, args.out)
+        if args.step == "all":
+            _do_release(course)
+            _do_collect(course, args.paths)
+            code = _do_autograde(course)
+            try:
+                code = max(code, _do_feedback(course))
+            except InputError as err:  # nothing was graded: still export the statuses
+                _say(f"feedback: {err}")
+            return max(code, _do_export(course, args.out))
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""nbgrader configuration of the lrdiff course (one assignment, ``lrdiff``, three notebooks).
+
+Works wherever nbgrader is started: the course root is computed from this file's location, so
+``cd autograder && nbgrader generate_assignment lrdiff --force`` and ``./course grade ...`` (which loads this
+file) see the same course:
+
+    source/lrdiff/       the instructor's notebooks (solutions, hidden tests)        committed
+    release/lrdiff/      what students get (generated from source/)                 committed
+    submitted/<student>/lrdiff/, autograded/, feedback/                             git-ignored
+    autograder/gradebook.db   nbgrader's SQLite gradebook                          git-ignored
+
+The gradebook's URL can be set with the environment variable ``LRDIFF_GRADEBOOK_URL`` (any SQLAlchemy URL,
+e.g. ``sqlite:////srv/grading/lrdiff.db``).
+"""
+
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (nbgrader provides get_config)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = "lrdiff"
+c.CourseDirectory.db_url = os.environ.get(
+    "LRDIFF_GRADEBOOK_URL", f"sqlite:///{ROOT / 'autograder' / 'gradebook.db'}"
+)
+
+# Executing a notebook: one cell may take this long (the experiment's hidden tests fine-tune 3 times, a few
+# seconds on a CPU; a student's own exploration may take longer). A cell past the limit is interrupted and
+# scored as an error; the rest of the notebook still runs.
+c.ExecutePreprocessor.timeout = 300
+c.Execute.timeout = 300
+c.Execute.startup_timeout = 120
+
+# A student who deletes a test cell does not escape it: the cell is put back (from the gradebook) and run.
+c.OverwriteCells.add_missing_cells = True
+# Test cells are "locked" (read-only) in the source: an edited test cell is restored from the gradebook
+# before grading (nbgrader does this for every locked cell; nothing to configure beyond the lock).
+
+# Release notebooks: the stub that replaces each solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

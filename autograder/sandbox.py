@@ -1,0 +1,798 @@
+"""Run a student's notebook in a Jupyter kernel confined by bubblewrap.
+
+``nbgrader autograde`` executes every submission as the instructor, with the instructor's files, network and
+memory. :class:`SandboxedKernelManager` starts the kernel inside ``bwrap`` instead:
+
+* no network (a network namespace of its own: not even the host's loopback);
+* a read-only view of ``/usr``, a few ``/etc`` files, the course's Python environment and ``lrdiff_helpers``,
+  and nothing else of the host (no ``/home``, ``/root``, ``/work``, gradebook, other submissions, ``source/``);
+* one writable folder, ``/submission``: a private scratch copy of the submission (the original is untouched),
+  plus a private, size-capped ``/tmp``;
+* an unprivileged user (uid 65534 inside; on the host the instructor's uid, or a random unused uid when the
+  grader runs as root) and resource limits: address space, processes, file size, CPU time;
+* the kernel talks to the grader over ZeroMQ ``ipc`` sockets in a folder shared with the sandbox
+  (``/run/kernel`` inside), since TCP on the host's loopback is out of reach without network.
+
+Wiring it into nbgrader 0.9.6 (``nbgrader_config.py``)::
+
+    from autograder.sandbox import use_sandbox
+    use_sandbox(c)                       # autograde executes with SandboxedExecute / SandboxedKernelManager
+    c.SandboxedKernelManager.memory_mb = 4096
+
+``c.Execute.kernel_manager_class = "autograder.sandbox.SandboxedKernelManager"`` (or the same key on
+``ExecutePreprocessor`` or ``NotebookClient``) also works with nbgrader 0.9.6 and nbconvert 7.17, but only by a
+detail of nbconvert (see :func:`use_sandbox`); ``use_sandbox`` does not depend on it. For plain nbconvert or
+nbclient, ``NotebookClient(kernel_manager_class=SandboxedKernelManager)`` or that config key is the way.
+
+Machines that cannot run bubblewrap can opt out with ``LRDIFF_UNSAFE_NO_SANDBOX=1`` (or
+``c.SandboxedKernelManager.unsafe_no_sandbox = True``): the kernel then runs unconfined, with a loud warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import json
+import logging
+import os
+import pwd
+import random
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Int, List, Unicode, default
+
+__all__ = [
+    "OPT_OUT_ENV",
+    "SandboxUnavailable",
+    "SandboxedExecute",
+    "SandboxedKernelManager",
+    "autograde_preprocessors",
+    "check_sandbox",
+    "sandbox_available",
+    "use_sandbox",
+]
+
+OPT_OUT_ENV = "LRDIFF_UNSAFE_NO_SANDBOX"
+INSTALL_HINT = "install bubblewrap: `sudo apt-get install -y bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
+
+#: Fixed paths inside the sandbox.
+SUBMISSION = "/submission"
+KERNEL_DIR = "/run/kernel"
+SANDBOX_UID = 65534  # "nobody" inside the sandbox's user namespace
+
+#: Host uids used when the grader runs as root (see ``SandboxedKernelManager.host_uid``).
+_ROOT_UID_RANGE = (1_500_000_000, 1_500_000_000 + (1 << 24))
+
+#: /etc entries the Python stack needs (dynamic loader, Debian alternatives, time zone); bound when present.
+_ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/fonts",  # without it fontconfig (matplotlib, PIL) prints an error on stderr, which fails grade cells
+    "/etc/nsswitch.conf",
+    "/etc/mime.types",
+)
+_TOP_LEVEL = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+#: Runs inside the sandbox (``python -s -P -c PRELUDE SPEC MODULE ARGS...``): set the resource limits, make the
+#: submission importable *after* the real packages, then run the kernel's module as ``python -m`` would.
+PRELUDE = """\
+import json, resource, runpy, sys
+def setup(spec):
+    for name, (soft, hard) in spec["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+    sys.path.extend(spec["append_path"])
+    sys.argv = [spec["module"], *sys.argv[3:]]
+    return spec["module"]
+runpy.run_module(setup(json.loads(sys.argv[1])), run_name="__main__", alter_sys=True)
+"""
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create a sandbox on this machine."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Host-side helpers
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    logging.getLogger(__name__).warning("lrdiff sandbox: %s", message)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _find_bwrap(path: str = "bwrap") -> str:
+    found = shutil.which(path)
+    if found is None:
+        raise SandboxUnavailable(
+            f"bubblewrap (`{path}`) is not installed, so student code cannot be sandboxed; {INSTALL_HINT}. "
+            f"To grade without a sandbox anyway (unsafe: student code runs as you), set {OPT_OUT_ENV}=1."
+        )
+    return found
+
+
+@functools.lru_cache(maxsize=8)
+def _python_layout(python: str) -> tuple[str, ...]:
+    """The folders an interpreter needs: its prefix (the venv), base prefix and the real executable's home."""
+    code = (
+        "import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
+        "sys.base_exec_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]))"
+    )
+    out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    return tuple(json.loads(out.stdout))
+
+
+def _package_dirs(names: list[str]) -> list[str]:
+    """Where packages live, found without importing them (editable installs point outside the venv)."""
+    dirs = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise SandboxUnavailable(f"package {name!r} (to be visible read-only in the sandbox) is not installed")
+        if spec.submodule_search_locations:
+            dirs.extend(spec.submodule_search_locations)
+        elif spec.origin:
+            dirs.append(spec.origin)
+    return dirs
+
+
+def _minimal(paths: list[str]) -> list[str]:
+    """Existing real paths, without those already inside another one."""
+    real = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+    kept: list[str] = []
+    for p in real:
+        if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(p)
+    return kept
+
+
+def _copy_submission(src: str | None, dst: Path) -> None:
+    """Copy a submission folder without following symlinks; skip fifos, sockets and devices."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        skipped = []
+        for n in names:
+            mode = os.lstat(os.path.join(folder, n)).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                skipped.append(n)
+        return skipped
+
+    if src and os.path.isdir(src):
+        shutil.copytree(src, dst, symlinks=True, ignore=ignore)
+    else:
+        dst.mkdir()
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.lchown(root, uid, gid)
+    for folder, dirs, files in os.walk(root):
+        for n in dirs + files:
+            os.lchown(os.path.join(folder, n), uid, gid)
+
+
+def _force_rmtree(path: Path) -> bool:
+    """Remove a scratch tree, even folders the student made unreadable (chmod 000); never follows symlinks.
+    Returns whether it is gone."""
+    if path.is_dir() and not path.is_symlink():
+        todo = [str(path)]
+        while todo:  # make every folder listable and writable first (a no-op for root)
+            folder = todo.pop()
+            try:
+                os.chmod(folder, 0o700)
+                with os.scandir(folder) as entries:
+                    todo += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
+
+
+def _reachable(path: str, uid: int, *, read: bool = True) -> bool:
+    """Could ``uid`` (with no groups) reach ``path`` by name: every folder on the way searchable, the end
+    readable (when ``read``)?"""
+    real = os.path.realpath(path)
+    parts = Path(real).parts
+    for i in range(1, len(parts) + 1):
+        p = os.path.join(*parts[:i])
+        try:
+            st = os.stat(p)
+        except OSError:
+            return False
+        bits = (st.st_mode >> 6) & 7 if st.st_uid == uid else st.st_mode & 7
+        last = i == len(parts)
+        if stat.S_ISDIR(st.st_mode) and not bits & 1:
+            return False
+        if last and read and not bits & 4:
+            return False
+    return True
+
+
+#: Run as root before bwrap (root only): in a private mount namespace, bind the host paths the sandbox's
+#: unprivileged host uid cannot reach by name (e.g. a Python installed under /root) onto reachable mount
+#: points, then drop to that uid and exec bwrap. Nothing changes in the host's own mount namespace.
+STAGE = """\
+import ctypes, json, os, sys
+spec = json.loads(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+def check(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        sys.exit(f"lrdiff sandbox: {what} failed: {os.strerror(err)}")
+if spec["stage"]:
+    check(libc.unshare(0x00020000), "unshare(CLONE_NEWNS)")
+    check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "making / a private mount")
+    for src, dst in spec["stage"]:
+        check(libc.mount(src.encode(), dst.encode(), None, 0x1000 | 0x4000, None), f"binding {src}")
+os.setgroups([])
+os.setresgid(spec["gid"], spec["gid"], spec["gid"])
+os.setresuid(spec["uid"], spec["uid"], spec["uid"])
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+@functools.lru_cache(maxsize=8)
+def _bwrap_options(bwrap: str) -> frozenset[str]:
+    """The options this bwrap knows (``--disable-userns`` came in 0.8.0, ``--size`` in 0.7.0)."""
+    out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30)
+    return frozenset(w for w in (out.stdout + out.stderr).split() if w.startswith("--"))
+
+
+def _bwrap_args(
+    *, binds: list[tuple[str, str, str]], env: dict[str, str], tmp_mb: int, chdir: str, bwrap: str
+) -> list[str]:
+    """bwrap's options: namespaces, identity, environment, then the file system, built from an empty root."""
+    known = _bwrap_options(bwrap)
+    args = [
+        "--unshare-all",  # pid, ipc, uts, cgroup, net and (if it can) user namespaces
+        "--unshare-user",  # required, not "if it can": the uid mapping and --disable-userns need it
+        "--unshare-net",  # implied by --unshare-all; spelled out: no network, not even the host's loopback
+        "--disable-userns",  # no nested user namespaces inside
+        "--die-with-parent",
+        "--new-session",
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_UID),
+        "--hostname", "sandbox",
+        "--clearenv",
+    ]  # fmt: skip
+    if "--disable-userns" not in known:
+        args.remove("--disable-userns")
+        _warn_once(f"{bwrap} is older than 0.8.0: student code may create nested user namespaces")
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for top in _TOP_LEVEL:
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for etc in _ETC_FILES:
+        if os.path.exists(etc):
+            args += ["--ro-bind", etc, etc]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if "--size" in known:
+        args += ["--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
+        args += ["--size", str(max(tmp_mb // 4, 16) << 20), "--tmpfs", "/dev/shm"]
+    else:
+        args += ["--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+        _warn_once(f"{bwrap} is older than 0.7.0: the sandbox's /tmp is not size-capped (it is RAM)")
+    for kind, src, dest in binds:
+        args += ["--ro-bind" if kind == "ro" else "--bind", src, dest]
+    # The root and /dev are small tmpfs's bwrap builds; read-only, so that only /tmp, /dev/shm (both capped)
+    # and the rw binds take writes.
+    args += ["--remount-ro", "/", "--remount-ro", "/dev", "--chdir", chdir]
+    return args
+
+
+def sandbox_command(
+    inner: list[str],
+    *,
+    binds: list[tuple[str, str, str]],
+    env: dict[str, str],
+    workdir: Path,
+    tmp_mb: int = 512,
+    chdir: str = "/tmp",
+    host_uid: int | None = None,
+    bwrap: str = "bwrap",
+) -> list[str]:
+    """The command line that runs ``inner`` in the sandbox.
+
+    Args:
+        inner: the command to run inside.
+        binds: ``(kind, host path, sandbox path)`` with kind ``"ro"`` or ``"rw"``, on top of /usr and friends.
+        env: the sandbox's whole environment.
+        workdir: a host folder of this sandbox's own (for mount points when running as root).
+        host_uid: the host uid to run as when this process is root (required then).
+    """
+    found = _find_bwrap(bwrap)
+    if os.geteuid() != 0:
+        return [found, *_bwrap_args(binds=binds, env=env, tmp_mb=tmp_mb, chdir=chdir, bwrap=found), "--", *inner]
+    # Root: the kernel would not count the sandbox's processes against RLIMIT_NPROC (root's processes are
+    # exempt, user namespace or not), so run bwrap as an unprivileged host uid instead.
+    assert host_uid is not None and host_uid > 0
+    os.chmod(workdir, 0o711)
+    if not _reachable(str(workdir), host_uid, read=False):
+        raise SandboxUnavailable(
+            f"grading as root needs a scratch folder that other users can reach; {workdir} is not "
+            "(set SandboxedKernelManager.scratch_root to a folder under /tmp)"
+        )
+    stage_dir = workdir / "stage"
+    staged, final = [], []
+    for i, (kind, src, dest) in enumerate(binds):
+        if _reachable(src, host_uid):
+            final.append((kind, src, dest))
+            continue
+        stage_dir.mkdir(mode=0o755, exist_ok=True)
+        point = stage_dir / str(i)
+        if os.path.isdir(src):
+            point.mkdir(mode=0o755)
+        else:
+            point.touch(mode=0o644)
+        staged.append((os.path.realpath(src), str(point)))
+        final.append((kind, str(point), dest))
+    spec = {"stage": staged, "uid": host_uid, "gid": host_uid}
+    args = _bwrap_args(binds=final, env=env, tmp_mb=tmp_mb, chdir=chdir, bwrap=found)
+    return [sys.executable, "-I", "-S", "-c", STAGE, json.dumps(spec), found, *args, "--", *inner]
+
+
+def _host_uid(requested: int = 0) -> int | None:
+    """The host uid to run a sandbox as: None (this process's own) unless this process is root; then the
+    requested one, or a random uid that no account uses."""
+    if os.geteuid() != 0:
+        return None
+    if requested > 0:
+        return requested
+    while True:
+        uid = random.randrange(*_ROOT_UID_RANGE)
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(bwrap: str, python: str, python_paths: tuple[str, ...]) -> None:
+    """Start one trivial sandbox; raise SandboxUnavailable with bwrap's own message when that fails."""
+    with tempfile.TemporaryDirectory(prefix="lrdiff-sandbox-probe-") as tmp:
+        workdir = Path(tmp)
+        cmd = sandbox_command(
+            [python, "-s", "-P", "-c", "import os; print(os.getuid())"],
+            binds=[("ro", p, p) for p in python_paths],
+            env={"PATH": "/usr/bin:/bin"},
+            workdir=workdir,
+            tmp_mb=16,
+            host_uid=_host_uid(),
+            bwrap=bwrap,
+        )
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/", env={"PATH": "/usr/bin:/bin"})
+    if out.returncode != 0 or out.stdout.strip() != str(SANDBOX_UID):
+        msg = (out.stderr or out.stdout).strip()
+        hint = ""
+        if "uid map" in msg or "Permission denied" in msg or "Operation not permitted" in msg:
+            hint = (
+                " Unprivileged user namespaces look disabled: on Ubuntu >= 23.10 run "
+                "`sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or install an AppArmor profile "
+                "for bwrap); on older Debian `sudo sysctl -w kernel.unprivileged_userns_clone=1`; in Docker, run "
+                "the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`."
+            )
+        raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here (exit {out.returncode}): {msg}.{hint}")
+
+
+def check_sandbox(python: str | None = None, bwrap: str = "bwrap") -> None:
+    """Raise :class:`SandboxUnavailable` unless a bubblewrap sandbox can start ``python`` on this machine."""
+    found = _find_bwrap(bwrap)
+    python = python or sys.executable
+    _probe(found, python, tuple(_minimal(list(_python_layout(python)))))
+
+
+def sandbox_available(python: str | None = None) -> tuple[bool, str]:
+    """``(True, "")`` when sandboxed kernels can run here, else ``(False, why)``."""
+    try:
+        check_sandbox(python)
+    except (SandboxUnavailable, OSError, subprocess.SubprocessError) as err:
+        return False, str(err)
+    return True, ""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The kernel manager
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """An ``AsyncKernelManager`` whose kernel runs inside a bubblewrap sandbox (see the module docstring).
+
+    The folder the kernel would have started in (nbclient passes the notebook's folder as ``cwd``) is copied
+    to a private scratch folder, mounted read-write at ``/submission``, which is the kernel's working folder.
+    The kernel runs as ``python -s -P`` so that a ``torch.py``, ``sitecustomize.py`` or ``ipykernel_launcher.py``
+    in the submission cannot stand in for the real one; ``/submission`` is appended to the *end* of
+    ``sys.path`` so a student's own helper module still imports.
+    """
+
+    memory_mb = Int(
+        4096,
+        help="Memory (heap and private mappings, RLIMIT_DATA) each sandboxed process may allocate, in MiB; "
+        "past it allocations fail (MemoryError).",
+    ).tag(config=True)
+    address_space_mb = Int(
+        0,
+        help="Address-space limit of each sandboxed process (RLIMIT_AS), in MiB; 0 = memory_mb + 8192. It also "
+        "caps shared mappings, which RLIMIT_DATA does not count; torch reserves GiBs it never uses, hence the slack.",
+    ).tag(config=True)
+    nproc = Int(
+        0,
+        help="Most processes and threads inside one sandbox (RLIMIT_NPROC, counted per sandbox); "
+        "0 = 64 + 4 per CPU (torch starts a thread per core).",
+    ).tag(config=True)
+    fsize_mb = Int(64, help="Largest file the kernel may write (RLIMIT_FSIZE), in MiB.").tag(config=True)
+    cpu_seconds = Int(
+        0,
+        help="CPU time a sandboxed process may use over its life (RLIMIT_CPU, all its threads together), in "
+        "seconds; 0 = 900 + 300 per CPU (torch keeps one thread per core busy); -1 = no limit.",
+    ).tag(config=True)
+    wall_seconds = Int(
+        3600,
+        help="Kill the kernel this long after it started, whatever it is doing: a bound on the whole notebook "
+        "(nbgrader's timeout is per cell, and code that swallows the interrupt outlives it); 0 = never.",
+    ).tag(config=True)
+    nofile = Int(1024, help="Most open files per process (RLIMIT_NOFILE).").tag(config=True)
+    tmp_mb = Int(512, help="Size of the sandbox's private /tmp (a tmpfs, so it is RAM), in MiB.").tag(config=True)
+    scratch_root = Unicode(
+        "", help="Folder for the per-kernel scratch folders (submission copy, sockets); '' = the system temp."
+    ).tag(config=True)
+    keep_scratch = Bool(False, help="Keep the scratch folder after the kernel shuts down (for debugging).").tag(
+        config=True
+    )
+    readonly_packages = List(
+        Unicode(),
+        default_value=["lrdiff_helpers"],
+        help="Packages to make visible read-only at their host path (needed for editable installs, which live "
+        "outside the environment).",
+    ).tag(config=True)
+    readonly_paths = List(Unicode(), help="More host paths to make visible read-only at the same path.").tag(
+        config=True
+    )
+    env_passthrough = List(
+        Unicode(),
+        default_value=[
+            "PYTHONHASHSEED",
+            "NBGRADER_EXECUTION",
+            "LANG",
+            "LC_ALL",
+            "LC_CTYPE",
+            "TZ",
+            "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS",
+        ],
+        help="Environment variables copied from the grader into the sandbox (everything else is dropped).",
+    ).tag(config=True)
+    import_from_submission = Bool(
+        True, help="Append /submission to the end of sys.path so a student's own modules import."
+    ).tag(config=True)
+    host_uid = Int(
+        0,
+        help="Host uid for the sandbox when the grader runs as root (root's processes are exempt from "
+        "RLIMIT_NPROC); 0 = a random unused uid per kernel. Ignored when not root (your uid is used).",
+    ).tag(config=True)
+    bwrap = Unicode("bwrap", help="The bubblewrap executable.").tag(config=True)
+    unsafe_no_sandbox = Bool(
+        help=f"Run kernels WITHOUT a sandbox (student code runs as you). Default: env {OPT_OUT_ENV}."
+    ).tag(config=True)
+
+    @default("unsafe_no_sandbox")
+    def _unsafe_default(self) -> bool:
+        return _truthy(os.environ.get(OPT_OUT_ENV))
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "tcp" if self.unsafe_no_sandbox else "ipc"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._scratch: Path | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._kernel_log: Any = None
+        self.sandbox_host_uid: int | None = None
+
+    # ---- what the sandbox looks like
+
+    @property
+    def sandboxed(self) -> bool:
+        return not self.unsafe_no_sandbox
+
+    @property
+    def scratch_dir(self) -> Path | None:
+        """This kernel's scratch folder on the host (``submission/`` in it is ``/submission`` inside)."""
+        return self._scratch
+
+    @property
+    def kernel_spec(self) -> Any:
+        spec = super().kernel_spec
+        if spec is not None and self.sandboxed:
+            # A signal would reach bwrap, not the kernel (it runs in a session of its own): interrupt by message.
+            spec.interrupt_mode = "message"
+        return spec
+
+    def _rlimits(self) -> dict[str, tuple[int, int]]:
+        mib = 1 << 20
+        nproc = self.nproc or 64 + 4 * (os.cpu_count() or 1)
+        limits = {
+            "RLIMIT_DATA": (self.memory_mb * mib,) * 2,
+            "RLIMIT_AS": ((self.address_space_mb or self.memory_mb + 8192) * mib,) * 2,
+            "RLIMIT_NPROC": (nproc, nproc),
+            "RLIMIT_FSIZE": (self.fsize_mb * mib,) * 2,
+            "RLIMIT_NOFILE": (self.nofile, self.nofile),
+            "RLIMIT_CORE": (0, 0),
+        }
+        cpu = self.cpu_seconds or 900 + 300 * (os.cpu_count() or 1)
+        if cpu > 0:
+            # SIGXCPU at the soft limit (Python dies of it), SIGKILL 5 s later.
+            limits["RLIMIT_CPU"] = (cpu, cpu + 5)
+        return limits
+
+    def _sandbox_env(self, python: str, launch_env: dict[str, str]) -> dict[str, str]:
+        env = {
+            "PATH": f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "USER": "student",
+            "LOGNAME": "student",
+            "LANG": "C.UTF-8",
+            "PYTHONSAFEPATH": "1",
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "MPLCONFIGDIR": "/tmp/matplotlib",
+            # The grader is not in the sandbox's pid namespace: bwrap's init (pid 1) is the kernel's parent,
+            # and --die-with-parent ends the sandbox with the grader. 1 also tells ipykernel it is not standalone.
+            "JPY_PARENT_PID": "1",
+        }
+        for key in self.env_passthrough:
+            if key in launch_env:
+                env[key] = launch_env[key]
+        return env
+
+    def _python_paths(self, python: str) -> list[str]:
+        paths = list(_python_layout(python))
+        paths += _package_dirs(list(self.readonly_packages))
+        paths += list(self.readonly_paths)
+        return _minimal(paths)
+
+    def _wrap(self, cmd: list[str], env: dict[str, str]) -> list[str]:
+        """Turn ``python [flags] -m MODULE ARGS`` into the sandboxed command line."""
+        if "-m" not in cmd:
+            raise SandboxUnavailable(f"cannot sandbox kernel command {cmd}: expected `python ... -m MODULE ...`")
+        m = cmd.index("-m")
+        python, flags, module, args = cmd[0], cmd[1:m], cmd[m + 1], cmd[m + 2 :]
+        scratch = self._scratch
+        assert scratch is not None
+        spec = {
+            "rlimits": self._rlimits(),
+            "module": module,
+            "append_path": [SUBMISSION] if self.import_from_submission else [],
+        }
+        binds = [("ro", p, p) for p in self._python_paths(python)]
+        binds += [
+            ("ro", str(scratch / "etc" / "passwd"), "/etc/passwd"),
+            ("ro", str(scratch / "etc" / "group"), "/etc/group"),
+            ("rw", str(scratch / "kernel"), KERNEL_DIR),
+            ("rw", str(scratch / "submission"), SUBMISSION),
+        ]
+        inner = [python, *flags, "-s", "-P", "-c", PRELUDE, json.dumps(spec), module, *args]
+        return sandbox_command(
+            inner,
+            binds=binds,
+            env=env,
+            workdir=scratch,
+            tmp_mb=self.tmp_mb,
+            chdir=SUBMISSION,
+            host_uid=self.sandbox_host_uid,
+            bwrap=self.bwrap,
+        )
+
+    def _make_scratch(self, cwd: str | None) -> None:
+        root = self.scratch_root or None
+        if root:
+            os.makedirs(root, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="lrdiff-sandbox-", dir=root))
+        self._scratch = scratch
+        _copy_submission(cwd, scratch / "submission")
+        (scratch / "kernel").mkdir(mode=0o700)
+        (scratch / "etc").mkdir(mode=0o755)
+        (scratch / "etc" / "passwd").write_text(
+            f"student:x:{SANDBOX_UID}:{SANDBOX_UID}:student:/tmp:/usr/sbin/nologin\n"
+        )
+        (scratch / "etc" / "group").write_text(f"student:x:{SANDBOX_UID}:\n")
+        for f in ("passwd", "group"):
+            os.chmod(scratch / "etc" / f, 0o644)  # whatever the umask
+        self.sandbox_host_uid = _host_uid(self.host_uid)
+        if self.sandbox_host_uid is not None:
+            _chown_tree(scratch / "submission", self.sandbox_host_uid, self.sandbox_host_uid)
+            os.chown(scratch / "kernel", self.sandbox_host_uid, self.sandbox_host_uid)
+        # Only the grader's side uses this file; the kernel gets its own copy in kernel/ (see below).
+        self.connection_file = str(scratch / "connection.json")
+        self.ip = str(scratch / "kernel" / "ipc")
+
+    # ---- jupyter_client hooks
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        if not self.sandboxed:
+            self.log.warning(
+                "\n" + "!" * 100 + "\n!!! %s: student code runs WITHOUT a sandbox, as this user, with its files, "
+                "network and memory !!!\n" + "!" * 100,
+                OPT_OUT_ENV if _truthy(os.environ.get(OPT_OUT_ENV)) else "unsafe_no_sandbox=True",
+            )
+            return await super()._async_pre_start_kernel(**kw)
+
+        spec = self.kernel_spec
+        python = spec.argv[0] if spec is not None else sys.executable
+        check_sandbox(python, self.bwrap)
+        fresh = self._scratch is None  # on a restart the kernel keeps its scratch folder
+        try:
+            if fresh:
+                self.transport = "ipc"
+                self.cache_ports = False
+                self._make_scratch(kw.get("cwd"))
+            return await self._sandboxed_pre_start(**kw)
+        except BaseException:
+            self._close_kernel_log()
+            if fresh and self._scratch is not None:
+                _force_rmtree(self._scratch)
+                self._scratch = None
+            raise
+
+    async def _sandboxed_pre_start(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        assert self._scratch is not None
+        cmd, kw = await super()._async_pre_start_kernel(**kw)
+
+        # The kernel's connection file: same ports and key, sockets under /run/kernel.
+        info = json.loads(Path(self.connection_file).read_text())
+        info["ip"] = f"{KERNEL_DIR}/ipc"
+        inner_file = self._scratch / "kernel" / "connection.json"
+        inner_file.write_text(json.dumps(info))
+        os.chmod(inner_file, 0o600)
+        if self.sandbox_host_uid is not None:
+            os.chown(inner_file, self.sandbox_host_uid, self.sandbox_host_uid)
+        host_file = os.path.realpath(self.connection_file)
+        cmd = [f"{KERNEL_DIR}/connection.json" if a == host_file else a for a in cmd]
+
+        launch_env = kw.get("env") or dict(os.environ)
+        cmd = self._wrap(cmd, self._sandbox_env(cmd[0], launch_env))
+        kw["env"] = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        kw["cwd"] = "/"
+        # The kernel's own stdout/stderr (not the notebook's outputs) go to a file, not to the grader's terminal:
+        # student code could write anything there (fake "all tests passed", terminal escapes). It is capped by
+        # RLIMIT_FSIZE; bwrap's own errors in it are logged when the kernel is cleaned up.
+        self._close_kernel_log()
+        self._kernel_log = open(self._scratch / "kernel.log", "ab")  # noqa: SIM115 (closed after the launch)
+        kw["stdout"] = kw["stderr"] = self._kernel_log
+        limits = self._rlimits()
+        self.log.info(
+            "Kernel sandboxed by bubblewrap: no network, writes only to a copy of %s; memory %d MiB, %d processes, "
+            "files %d MiB, CPU %s",
+            self._launch_args.get("cwd"), self.memory_mb, limits["RLIMIT_NPROC"][0],
+            self.fsize_mb, f"{limits['RLIMIT_CPU'][0]} s" if "RLIMIT_CPU" in limits else "unlimited",
+        )  # fmt: skip
+        self.log.debug("Sandboxed kernel command: %s", cmd)
+        return cmd, kw
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        finally:
+            self._close_kernel_log()  # the kernel has its own copy of the file descriptor
+
+    def _close_kernel_log(self) -> None:
+        if self._kernel_log is not None:
+            self._kernel_log.close()
+            self._kernel_log = None
+
+    def _report_kernel_log(self) -> None:
+        """Log what the kernel process printed outside the notebook: bwrap's errors as warnings, the rest (the
+        student's, possibly hostile) as debug, escaped."""
+        assert self._scratch is not None
+        try:
+            with open(self._scratch / "kernel.log", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                tail = f.read().decode("utf-8", "replace").splitlines()[-40:]
+        except OSError:
+            return
+        for line in tail:
+            if line.startswith(("bwrap:", "lrdiff sandbox:")):
+                self.log.warning("Sandbox: %r", line)
+            elif line.strip():
+                self.log.debug("Kernel output: %r", line)
+
+    async def _async_post_start_kernel(self, **kw: Any) -> None:
+        await super()._async_post_start_kernel(**kw)
+        if self.sandboxed and self.wall_seconds > 0:
+            self._cancel_watchdog()
+            self._watchdog = asyncio.get_running_loop().call_later(self.wall_seconds, self._wall_clock_expired)
+
+    def _wall_clock_expired(self) -> None:
+        process = getattr(self.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            self.log.warning("Kernel still running after %d s (wall_seconds): killing it", self.wall_seconds)
+            process.kill()  # bwrap; --die-with-parent takes the whole sandbox with it
+
+    def _cancel_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        self._cancel_watchdog()
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._scratch is not None:
+            self._report_kernel_log()
+            if not self.keep_scratch and not _force_rmtree(self._scratch):
+                self.log.warning("Could not remove the sandbox's scratch folder %s", self._scratch)
+            self._scratch = None
+
+    # the sync KernelManager API names, bound to the async versions (as AsyncKernelManager does)
+    post_start_kernel = _async_post_start_kernel  # type: ignore[assignment]
+    cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# nbgrader
+
+
+def _sandboxed_execute_class() -> type:
+    from nbgrader.preprocessors import Execute
+
+    class SandboxedExecute(Execute):
+        """nbgrader's ``Execute`` preprocessor with its kernel in the sandbox."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # nbgrader's Execute passes kernel_manager_class=AsyncKernelManager to the constructor, which
+            # beats any config; setting it first here is the one way in.
+            kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
+            super().__init__(*args, **kwargs)
+
+    SandboxedExecute.__module__ = __name__
+    return SandboxedExecute
+
+
+def __getattr__(name: str) -> Any:
+    # SandboxedExecute is built lazily so that importing this module does not import nbgrader.
+    if name == "SandboxedExecute":
+        cls = _sandboxed_execute_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def autograde_preprocessors() -> list[Any]:
+    """nbgrader's default ``Autograde.autograde_preprocessors`` with ``Execute`` replaced by the sandboxed one."""
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute
+
+    sandboxed = __getattr__("SandboxedExecute")
+    defaults = Autograde.class_traits()["autograde_preprocessors"].default()
+    return [sandboxed if p is Execute else p for p in defaults]
+
+
+def use_sandbox(c: Any) -> None:
+    """Make ``nbgrader autograde`` run every submission in the sandbox (call it in ``nbgrader_config.py``).
+
+    Two belts: the autograde preprocessor list gets :class:`SandboxedExecute` (whose constructor names the
+    sandboxed manager), and ``Execute.kernel_manager_class`` is configured too. The config key alone works
+    today only because nbconvert's ``ExecutePreprocessor.preprocess`` re-runs ``NotebookClient.__init__``,
+    which reloads config over nbgrader's constructor argument; should that change, it would silently stop
+    working, and the preprocessor swap would not.
+    """
+    c.Autograde.autograde_preprocessors = autograde_preprocessors()
+    c.Execute.kernel_manager_class = f"{__name__}.SandboxedKernelManager"
