@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import param_groups as _param_groups
+
 __all__ = [
     "EXPERIMENT_MAX_GAP",
     "EXPERIMENT_MIN_VAL_ACC",
@@ -78,24 +80,10 @@ SENTINEL_LR = 0.0123456789
 #: The same for weight decay.
 SENTINEL_WD = 0.000987654321
 
-#: A torchvision-style ResNet from input to output: (stage, module names in it).
-RESNET_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("stem", ("conv1", "bn1")),
-    ("layer1", ("layer1",)),
-    ("layer2", ("layer2",)),
-    ("layer3", ("layer3",)),
-    ("layer4", ("layer4",)),
-    ("fc", ("fc",)),
-)
-
-#: Modules whose parameters are normalization parameters (no weight decay).
-NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-    nn.RMSNorm,
-)
+# The stages of a torchvision-style ResNet and the normalization module types: the same definitions the
+# helpers use (lrdiff_helpers.param_groups), so the checks and the lessons cannot disagree.
+RESNET_STAGES = _param_groups.RESNET_STAGES
+NORM_TYPES = _param_groups.NORM_TYPES
 
 #: The param-group builders of ``lrdiff_helpers`` that the exercises ask students to write themselves.
 FORBIDDEN_BUILDERS = frozenset(

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 __all__ = [
+    "NORM_TYPES",
     "RESNET_STAGES",
     "no_decay_ids",
     "layerwise_param_groups",
@@ -37,7 +38,7 @@ RESNET_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("fc", ("fc",)),
 )
 
-_NORM_TYPES: tuple[type[nn.Module], ...] = (
+NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*
     nn.LayerNorm,
     nn.GroupNorm,
@@ -175,7 +176,7 @@ def no_decay_ids(model: nn.Module) -> set[int]:
     ids = set()
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
-            if isinstance(module, _NORM_TYPES) or pname == "bias":
+            if isinstance(module, NORM_TYPES) or pname == "bias":
                 ids.add(id(p))
     return ids
 
