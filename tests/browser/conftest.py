@@ -61,14 +61,16 @@ def course_copy(tmp_path_factory) -> Path:
     return dst
 
 
-@pytest.fixture(scope="session")
+# Module scope: playwright's sync API keeps an event loop running in the main thread while it is open,
+# and tests after the browser tests call asyncio.run() (nbclient); so both close at the end of each browser test module.
+@pytest.fixture(scope="module")
 def lab_server(course_copy, chromium_path):
     server = bs.start_lab(course_copy, course_copy.parent / "home")
     yield server
     bs.stop_lab(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(chromium_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
     pw = sync_api.sync_playwright().start()
