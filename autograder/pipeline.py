@@ -333,11 +333,30 @@ def _failure_reason(result: dict) -> str:
     return errs[0] if errs else "nbgrader failed (no reason given)"
 
 
-def _run_app(app_cls, course: Course, student: str, **attrs) -> dict:
+def _require_sandbox() -> None:
+    """Stop before grading anything when the bubblewrap sandbox cannot run and nobody opted out of it."""
+    from .sandbox import OPT_OUT_ENV, sandbox_available
+
+    if os.environ.get(OPT_OUT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
+        return  # the kernel manager logs the opt-out loudly at every kernel start
+    ok, why = sandbox_available()
+    if not ok:
+        raise InputError(
+            f"cannot confine the grading kernels: {why}\n"
+            "Install bubblewrap (scripts/install_system_deps.sh), or, on a machine that cannot run it, set "
+            f"{OPT_OUT_ENV}=1 to grade unconfined: student code then runs with your privileges."
+        )
+
+
+def _run_app(app_cls, course: Course, student: str, sandbox: bool = False, **attrs) -> dict:
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
 
     cfg = course.config()
+    if sandbox:  # student code runs in a bubblewrap-confined kernel (autograder/sandbox.py)
+        from .sandbox import use_sandbox
+
+        use_sandbox(cfg)
     coursedir = CourseDirectory(config=cfg)
     coursedir.assignment_id = ASSIGNMENT
     coursedir.student_id = student
@@ -366,6 +385,7 @@ def autograde(course: Course, students: Sequence[str] | None = None, progress=No
     todo = list(students) if students else everyone
     if not todo:
         raise InputError("nothing to grade: submitted/ has no <student>/lrdiff/ folder (run collect first)")
+    _require_sandbox()
     status = course.read_status()
     results = []
     for student in todo:
@@ -377,7 +397,7 @@ def autograde(course: Course, students: Sequence[str] | None = None, progress=No
             res = Result(student, f"{FAILED}: {'; '.join(problems)}", notes=notes)
             shutil.rmtree(course.autograded / student / ASSIGNMENT, ignore_errors=True)
         else:
-            out = _run_app(Autograde, course, student, force=True, create_student=True)
+            out = _run_app(Autograde, course, student, sandbox=True, force=True, create_student=True)
             if out.get("success"):
                 res = Result(student, GRADED, notes=notes)
             else:
