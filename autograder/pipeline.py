@@ -335,9 +335,9 @@ def _failure_reason(result: dict) -> str:
 
 def _require_sandbox() -> None:
     """Stop before grading anything when the bubblewrap sandbox cannot run and nobody opted out of it."""
-    from .sandbox import OPT_OUT_ENV, sandbox_available
+    from .sandbox import OPT_OUT_ENV, opted_out, sandbox_available
 
-    if os.environ.get(OPT_OUT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
+    if opted_out():
         return  # the kernel manager logs the opt-out loudly at every kernel start
     ok, why = sandbox_available()
     if not ok:

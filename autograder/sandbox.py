@@ -115,6 +115,11 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def opted_out() -> bool:
+    """Whether the environment opts out of the sandbox (``LRDIFF_UNSAFE_NO_SANDBOX=1``)."""
+    return _truthy(os.environ.get(OPT_OUT_ENV))
+
+
 def _find_bwrap(path: str = "bwrap") -> str:
     found = shutil.which(path)
     if found is None:
@@ -493,7 +498,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     @default("unsafe_no_sandbox")
     def _unsafe_default(self) -> bool:
-        return _truthy(os.environ.get(OPT_OUT_ENV))
+        return opted_out()
 
     @default("transport")
     def _transport_default(self) -> str:
@@ -631,7 +636,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.log.warning(
                 "\n" + "!" * 100 + "\n!!! %s: student code runs WITHOUT a sandbox, as this user, with its files, "
                 "network and memory !!!\n" + "!" * 100,
-                OPT_OUT_ENV if _truthy(os.environ.get(OPT_OUT_ENV)) else "unsafe_no_sandbox=True",
+                OPT_OUT_ENV if opted_out() else "unsafe_no_sandbox=True",
             )
             return await super()._async_pre_start_kernel(**kw)
 
