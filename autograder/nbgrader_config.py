@@ -40,3 +40,13 @@ c.OverwriteCells.add_missing_cells = True
 
 # Release notebooks: the stub that replaces each solution.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Graded test cells are decided outside the student's kernel (autograder/judge.py, autograder/checks.py): the
+# kernel only runs probes that record what the answers return; the grader judges that evidence itself.
+# Feedback handed back to students has no hidden-test code.
+import sys  # noqa: E402
+
+sys.path.insert(0, str(ROOT))  # `autograder` importable wherever nbgrader is started
+from autograder.judge import use_trusted_checks  # noqa: E402
+
+use_trusted_checks(c)

@@ -404,18 +404,38 @@ def _groups(model: nn.Module, groups: Any) -> GroupMap:
 # Structure checks
 
 
+@dataclass(frozen=True)
+class GroupShape:
+    """What a function returned, as :func:`check_group_dicts` sees it (plain data: it can be sent to the grader).
+
+    ``items[i]`` is ``None`` for a dict with a ``"params"`` key, else a description of item ``i``.
+    """
+
+    describe: str
+    is_sequence: bool
+    items: tuple[str | None, ...] = ()
+
+
+def group_shape(groups: Any) -> GroupShape:
+    """The :class:`GroupShape` of ``groups``."""
+    if not isinstance(groups, (list, tuple)):
+        return GroupShape(_describe(groups), False)
+    items = tuple(None if isinstance(g, dict) and "params" in g else _describe(g) for g in groups)
+    return GroupShape(_describe(groups), True, items)
+
+
 def check_group_dicts(groups: Any, n: int | None = None, what: str = "the function") -> None:
-    """Check that ``groups`` is a list of param-group dicts (``n`` of them, when given).
+    """Check that ``groups`` (or its :class:`GroupShape`) is a list of param-group dicts (``n`` of them, when given).
 
     >>> check_group_dicts([{"params": []}, {"params": []}], n=2)
     """
-    if not isinstance(groups, (list, tuple)):
-        raise AssertionError(f"{what} should return a list of param-group dicts; found {_describe(groups)}")
-    bad = [f"item {i} is {_describe(g)}, not a dict with a 'params' key"
-           for i, g in enumerate(groups) if not (isinstance(g, dict) and "params" in g)]
+    shape = groups if isinstance(groups, GroupShape) else group_shape(groups)
+    if not shape.is_sequence:
+        raise AssertionError(f"{what} should return a list of param-group dicts; found {shape.describe}")
+    bad = [f"item {i} is {d}, not a dict with a 'params' key" for i, d in enumerate(shape.items) if d is not None]
     _fail(bad)
-    if n is not None and len(groups) != n:
-        raise AssertionError(f"{what} should return {n} param groups; found {len(groups)}")
+    if n is not None and len(shape.items) != n:
+        raise AssertionError(f"{what} should return {n} param groups; found {len(shape.items)}")
 
 
 def check_exactly_one_group(model: nn.Module, groups: Any) -> None:
@@ -471,8 +491,44 @@ def _empty_group_lines(gm: GroupMap) -> list[str]:
     ]
 
 
+def qualified_name(cls: type) -> str:
+    """``torch.optim.sgd.SGD`` for ``torch.optim.SGD``: how a class is named in facts sent to the grader."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON-able copy of a hyperparameter (numbers, strings, None, bools, tuples of them), else its repr."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    n = _number(value)
+    if n is not None:
+        return n
+    if isinstance(value, (tuple, list)):
+        return [_scalar(v) for v in value]
+    return {"repr": repr(value)[:200]}
+
+
+@dataclass(frozen=True)
+class OptimizerFacts:
+    """What :func:`check_optimizer` looks at, as plain data: the classes of the object (its type's MRO, by
+    :func:`qualified_name`), a description, and each group's options (``"params"`` left out)."""
+
+    classes: tuple[str, ...]
+    describe: str
+    groups: tuple[dict[str, Any], ...] = ()
+
+
+def optimizer_facts(optimizer: Any) -> OptimizerFacts:
+    """The :class:`OptimizerFacts` of ``optimizer``."""
+    groups: tuple[dict[str, Any], ...] = ()
+    if isinstance(optimizer, torch.optim.Optimizer):
+        groups = tuple({k: _scalar(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups)
+    return OptimizerFacts(tuple(qualified_name(c) for c in type(optimizer).__mro__), _describe(optimizer), groups)
+
+
 def check_optimizer(optimizer: Any, cls: type[torch.optim.Optimizer], **options: Any) -> None:
-    """Check that ``optimizer`` is a ``cls`` and that every group has the given options (``momentum=0.9``).
+    """Check that ``optimizer`` (or its :class:`OptimizerFacts`) is a ``cls`` and that every group has the
+    given options (``momentum=0.9``).
 
     >>> from lrdiff_helpers import TwoPartModel
     >>> check_optimizer(torch.optim.SGD(TwoPartModel().parameters(), lr=0.1), torch.optim.SGD, momentum=0.9)
@@ -480,10 +536,11 @@ def check_optimizer(optimizer: Any, cls: type[torch.optim.Optimizer], **options:
     ...
     AssertionError: group 0 has momentum 0, expected 0.9
     """
-    if not isinstance(optimizer, cls):
-        raise AssertionError(f"expected a torch.optim.{cls.__name__}; found {_describe(optimizer)}")
+    facts = optimizer if isinstance(optimizer, OptimizerFacts) else optimizer_facts(optimizer)
+    if qualified_name(cls) not in facts.classes:
+        raise AssertionError(f"expected a torch.optim.{cls.__name__}; found {facts.describe}")
     lines = []
-    for i, g in enumerate(optimizer.param_groups):
+    for i, g in enumerate(facts.groups):
         for key, want in options.items():
             have = g.get(key)
             if not _same(have, want):
@@ -773,20 +830,65 @@ def reference_one_cycle_lrs(peaks: Sequence[float], total_steps: int) -> list[li
     return one_cycle_lrs(sched, opt, total_steps)
 
 
-def check_one_cycle_bound(scheduler: Any, optimizer: torch.optim.Optimizer, total_steps: int) -> None:
+_ONE_CYCLE = "torch.optim.lr_scheduler.OneCycleLR"
+
+
+@dataclass(frozen=True)
+class ScheduleFacts:
+    """What :func:`check_one_cycle_bound` looks at, as plain data.
+
+    ``lrs[step][group]`` over ``total_steps`` steps (empty when the scheduler is not a ``OneCycleLR`` bound to
+    the optimizer); ``runs_past_end``: two more steps did not raise; ``error``: what stepping it raised.
+    """
+
+    classes: tuple[str, ...]
+    describe: str
+    bound: bool
+    total_steps: int
+    lrs: tuple[tuple[float, ...], ...] = ()
+    runs_past_end: bool = False
+    error: str | None = None
+
+
+def schedule_facts(scheduler: Any, optimizer: torch.optim.Optimizer, total_steps: int) -> ScheduleFacts:
+    """Record a scheduler's behaviour over ``total_steps`` steps (this steps it, and its optimizer, to the end)."""
+    classes = tuple(qualified_name(c) for c in type(scheduler).__mro__)
+    bound = getattr(scheduler, "optimizer", None) is optimizer
+    facts = ScheduleFacts(classes, _describe(scheduler), bound, total_steps)
+    if _ONE_CYCLE not in classes or not bound:
+        return facts
+    try:
+        lrs = tuple(tuple(step) for step in one_cycle_lrs(scheduler, optimizer, total_steps))
+        with quiet():
+            optimizer.step()
+            try:
+                scheduler.step()  # the total_steps-th step is still allowed; one more is not
+                scheduler.step()
+                past = True
+            except ValueError:
+                past = False
+    except Exception as err:  # noqa: BLE001 (a student's scheduler may raise anything)
+        return ScheduleFacts(classes, facts.describe, bound, total_steps, error=f"{type(err).__name__}: {err}")
+    return ScheduleFacts(classes, facts.describe, bound, total_steps, lrs, past)
+
+
+def check_one_cycle_bound(scheduler: Any, optimizer: Any = None, total_steps: int = 0) -> None:
     """Check that ``scheduler`` is a ``OneCycleLR`` driving ``optimizer`` over ``total_steps`` steps.
 
     The lr of every group must rise, then fall to its lowest value at the last step, ``total_steps - 1``.
+    ``scheduler`` may also be its :class:`ScheduleFacts` (then ``optimizer`` is not needed).
     """
-    if not isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
-        raise AssertionError(
-            f"expected a torch.optim.lr_scheduler.OneCycleLR; found {_describe(scheduler)}")
-    if scheduler.optimizer is not optimizer:
+    facts = scheduler if isinstance(scheduler, ScheduleFacts) else schedule_facts(scheduler, optimizer, total_steps)
+    total_steps = facts.total_steps
+    if _ONE_CYCLE not in facts.classes:
+        raise AssertionError(f"expected a torch.optim.lr_scheduler.OneCycleLR; found {facts.describe}")
+    if not facts.bound:
         raise AssertionError("the OneCycleLR drives another optimizer, not the one passed in")
-    lrs = one_cycle_lrs(scheduler, optimizer, total_steps)
+    if facts.error is not None or len(facts.lrs) != total_steps:
+        raise AssertionError(f"stepping the schedule {total_steps} times failed: {facts.error}")
     lines = []
-    for gi in range(len(optimizer.param_groups)):
-        series = [step[gi] for step in lrs]
+    for gi in range(len(facts.lrs[0]) if facts.lrs else 0):
+        series = [step[gi] for step in facts.lrs]
         low = min(range(total_steps), key=lambda s: (series[s], -s))
         top = max(range(total_steps), key=lambda s: series[s])
         if low != total_steps - 1 or not series[-1] < series[0] < series[top]:
@@ -794,15 +896,8 @@ def check_one_cycle_bound(scheduler: Any, optimizer: torch.optim.Optimizer, tota
                 f"group {gi}: the lr should rise from step 0, peak, and reach its lowest value at the last "
                 f"step ({total_steps - 1}) of {total_steps}; it is lowest at step {low} and highest at step {top}"
             )
-    with quiet():
-        optimizer.step()
-        try:
-            scheduler.step()  # the total_steps-th step is still allowed; one more is not
-            scheduler.step()
-        except ValueError:
-            pass
-        else:
-            lines.append(f"the schedule runs past total_steps={total_steps}")
+    if facts.runs_past_end:
+        lines.append(f"the schedule runs past total_steps={total_steps}")
     _fail(lines)
 
 

@@ -1,7 +1,8 @@
 """The graded exercises' test cells, run in this process (fast): do they grade answers as they should?
 
-Each test runs the source notebook's setup cell, a set of answers, and every grade cell (hidden tests
-included), and records which grade cells fail and whether any wrote to stderr (which nbgrader scores 0).
+Each test runs the source notebook's setup cell, a set of answers, and every grade cell: its visible code (what
+students run, recording whether it wrote to stderr, which nbgrader scores 0) and then its probe, whose evidence
+``autograder.checks.judge`` decides (visible and hidden cases), as the grader does outside the kernel.
 The end-to-end test (``test_autograder_e2e.py``) does the same through nbgrader itself.
 """
 
@@ -10,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import runpy
-import traceback
 import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from autograder import checks
+from lrdiff_helpers import evidence
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "lrdiff"
@@ -36,7 +40,12 @@ def _cells(notebook: str):
 
 
 def run_notebook(notebook: str, answers: dict[str, str] | None = None) -> dict[str, tuple[bool, str, str]]:
-    """Grade id -> (passed, error text, stderr text) for every grade cell, with ``answers`` replacing the source's."""
+    """Grade id -> (passed, message, stderr text) for every grade cell, with ``answers`` replacing the source's.
+
+    "passed" is the grader's verdict: the cell's probe (``autograder.checks``: visible and hidden cases) run
+    here, its evidence judged by ``autograder.checks.judge``, as ``nbgrader autograde`` does through
+    ``autograder/judge.py``. The stderr text is what the cell's *visible* code (what students run) wrote there.
+    """
     setup, source_answers, tests = _cells(notebook)
     code = dict(source_answers)
     code.update(answers or {})
@@ -49,6 +58,7 @@ def run_notebook(notebook: str, answers: dict[str, str] | None = None) -> dict[s
                 exec(compile(src, gid, "exec"), ns)
         except Exception:  # an answer cell that fails: its tests will fail  # noqa: BLE001
             pass
+    sources = [*setup, *code.values()]
     out = {}
     for gid, src in tests.items():
         err = io.StringIO()
@@ -57,11 +67,34 @@ def run_notebook(notebook: str, answers: dict[str, str] | None = None) -> dict[s
             try:
                 with contextlib.redirect_stderr(err):
                     exec(compile(src, gid, "exec"), ns)
-            except Exception:  # noqa: BLE001
-                out[gid] = (False, traceback.format_exc(limit=0).strip(), err.getvalue())
-                continue
-        out[gid] = (True, "", err.getvalue())
+            except Exception:  # the visible part failing is the student's signal; the verdict is below  # noqa: BLE001
+                pass
+        cases = [c.for_kernel() for c in checks.CHECKS[gid].cases]
+        payload = json.loads(json.dumps(evidence.probe(gid, cases, ns)))  # as it travels: JSON
+        verdict = checks.judge(gid, payload, sources)
+        out[gid] = (verdict.ok, "" if verdict.ok else verdict.message, err.getvalue())
     return out
+
+
+def visible_failures(notebook: str, answers: dict[str, str] | None = None) -> set[str]:
+    """The grade cells whose visible code (what students run) raises, with ``answers``."""
+    setup, source_answers, tests = _cells(notebook)
+    code = {**source_answers, **(answers or {})}
+    ns: dict = {"__name__": "__main__"}
+    failed = set()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for src in [*setup, *code.values()]:
+            try:
+                exec(compile(src, "cell", "exec"), ns)
+            except Exception:  # noqa: BLE001
+                pass
+        for gid, src in tests.items():
+            try:
+                exec(compile(src, gid, "exec"), ns)
+            except Exception:  # noqa: BLE001
+                failed.add(gid)
+    return failed
 
 
 def stub_answers(notebook: str) -> dict[str, str]:
@@ -147,15 +180,19 @@ def test_quiz_reference_passes_and_wrong_letters_fail():
     assert "q7 should be one of 'A', 'B', 'C', 'D'" in results["q7_test"][1]
 
 
-def test_quiz_release_hides_the_key():
-    """Does the release show no answer, and the source only digests of the answers?"""
-    release = (ROOT / "release" / "lrdiff" / "quiz.ipynb").read_text()
-    assert "answer_digest" not in release and "BEGIN HIDDEN" not in release
-    source = nbformat.read(str(SOURCE / "quiz.ipynb"), as_version=4)
-    for cell in source.cells:
-        if _meta(cell).get("grade"):
-            assert "==" in cell.source and '== "' in cell.source  # compares with a digest ...
-            assert not any(f'== "{c}"' in cell.source for c in "ABCD")  # ... never with a letter
+def test_quiz_key_is_only_in_the_grader():
+    """Is the quiz's key (its digests) only in autograder/checks.py: in neither the source nor the release?"""
+    for folder in ("source", "release"):
+        text = (ROOT / folder / "lrdiff" / "quiz.ipynb").read_text()
+        assert "answer_digest" not in text and "BEGIN HIDDEN" not in text
+        assert not any(d in text for d in checks.QUIZ_KEY.values())
+    assert set(checks.QUIZ_KEY) == {f"q{n}" for n in range(1, 11)}
+
+
+def test_visible_checks_pass_for_the_reference_and_fail_for_stubs():
+    """Do the checks students run pass on the reference and fail on the release's stubs (as the grader does)?"""
+    assert visible_failures("exercises") == set()
+    assert visible_failures("exercises", stub_answers("exercises")) == set(_cells("exercises")[2])
 
 
 def test_grading_docstring_examples():

@@ -133,8 +133,15 @@ def test_release_has_no_solution_and_no_hidden_test(name):
     text = (RELEASE / f"{name}.ipynb").read_text()
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in text
-    src = _nb(SOURCE, name)
-    assert any("### BEGIN HIDDEN TESTS" in c.source for c in _grade_cells(src))
+    from autograder import checks
+
+    # every graded test cell is decided by the grader (autograder/checks.py), with hidden cases for the exercises
+    ids = {_meta(c)["grade_id"] for c in _grade_cells(_nb(SOURCE, name))}
+    assert ids <= set(checks.CHECKS)
+    if name == "exercises":
+        parts = {gid.split("_")[0] for gid in ids}
+        hidden = {gid.split("_")[0] for gid in ids if any(c.hidden for c in checks.CHECKS[gid].cases)}
+        assert hidden == parts
     if name == "exercises":
         intro = _nb(RELEASE, name).cells[0].source
         assert "Do not use the param-group builders of `lrdiff_helpers`" in intro

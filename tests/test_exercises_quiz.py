@@ -1,5 +1,6 @@
 """Is every answer of the quiz right? Each question's code is executed and the right letter derived from
-what PyTorch really does; it must be the key of the source notebook (and its digest in the hidden test)."""
+what PyTorch really does; it must be the key of the source notebook (and its digest in the grader's key,
+``autograder/checks.py``)."""
 
 from __future__ import annotations
 
@@ -61,11 +62,16 @@ def test_ten_questions_with_four_options_each():
 
 
 @pytest.mark.parametrize("n", range(1, 11))
-def test_hidden_test_checks_the_key(n):
-    """Does the hidden test of each question accept its key, and only its key?"""
+def test_grader_key_accepts_the_key_only(n):
+    """Does the grader's key (autograder/checks.py) accept each question's key, and only its key?"""
+    from autograder import checks
+
     q = QUESTIONS[n]
-    digest = re.search(r'== "([0-9a-f]{16})"', q["test"]).group(1)
+    digest = checks.QUIZ_KEY[f"q{n}"]
     assert [c for c in LETTERS if grading.answer_digest(f"q{n}", c) == digest] == [q["key"]]
+    for c in LETTERS:
+        verdict = checks.judge(f"q{n}_test", {"grade_id": f"q{n}_test", "cases": [{"value": {"str": c}}]})
+        assert verdict.ok == (c == q["key"]), verdict.message
 
 
 def _q1() -> str:

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["data", "models", "param_groups", "inspector", "train", "experiment"]
+MODULES = ["evidence", "data", "models", "param_groups", "inspector", "train", "experiment"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,535 @@
+"""The graded checks of the ``lrdiff`` assignment, decided outside the student's kernel.
+
+Every graded test cell of ``source/lrdiff/*.ipynb`` has an entry in :data:`CHECKS`: the *cases* to run (a
+function called on a model built from a spec, or a variable read) and the *checks* to apply to what came back.
+At grading time (``autograder/judge.py``) the test cell's code is replaced by a probe that runs the cases in the
+student's kernel and displays plain-data evidence (``lrdiff_helpers.evidence``); this module then judges that
+evidence in the grader's own process, rebuilding every model itself. The visible test cells students run stay
+as they are in the notebooks (in-kernel, for their feedback); the cases marked ``hidden`` exist only here.
+
+This file is the answer key (the quiz digests) and the hidden tests: it is never shown to a sandboxed kernel
+(``autograder/`` is not mounted there) and never in the student bundle (``autograder/bundle.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CHECKS", "Case", "Check", "QUIZ_KEY", "Verdict", "judge", "probe_source"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One thing to run in the kernel, and what the grader expects of it.
+
+    ``kind``: ``optimizer`` / ``groups`` (``fn(model, *args, **kwargs)``), ``schedule``
+    (``fn(build_optimizer(model, optimizer), *args, **kwargs)``, recorded over ``steps`` steps), ``value`` (the
+    variable ``name``). ``expect``: the values the checks need (never sent to the kernel). ``hidden``: not in the
+    notebook's visible test (its label in messages is then generic).
+    """
+
+    kind: str
+    fn: str = ""
+    model: str = ""
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    optimizer: Mapping[str, Any] | None = None
+    steps: int = 0
+    name: str = ""
+    expect: Mapping[str, Any] = field(default_factory=dict)
+    hidden: bool = False
+
+    def for_kernel(self) -> dict[str, Any]:
+        """What the probe needs, and nothing else (no expected values)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "value":
+            out["name"] = self.name
+            return out
+        out.update(fn=self.fn, model=self.model, args=list(self.args), kwargs=dict(self.kwargs))
+        if self.kind == "schedule":
+            out.update(optimizer=self.optimizer, steps=self.steps)
+        return out
+
+    def label(self, index: int) -> str:
+        if self.kind == "value":
+            return self.name
+        if self.hidden:
+            return f"hidden case {index + 1}"
+        first = f"{self.optimizer['class']} over {self.model}" if self.kind == "schedule" and self.optimizer else self.model
+        call = ", ".join([first, *map(repr, self.args), *(f"{k}={v!r}" for k, v in self.kwargs.items())])
+        return f"{self.fn}({call})"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The cases of one graded test cell, the check applied to each case's evidence, and the answer functions
+    whose source must not call the helpers' builders."""
+
+    cases: tuple[Case, ...]
+    check: Callable[[Case, dict], None]
+    no_builders: tuple[str, ...] = ()
+    combined: Callable[[list[tuple[Case, dict]]], None] | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    message: str
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Building blocks (the grader's own lrdiff_helpers and torch)
+
+
+def _g():
+    from lrdiff_helpers import grading
+
+    return grading
+
+
+def _ev():
+    from lrdiff_helpers import evidence
+
+    return evidence
+
+
+def _model(case: Case):
+    return _ev().build_model(case.model)
+
+
+def _map(case: Case, ev: dict):
+    return _ev().groupmap_from_json(ev.get("map"), _model(case)), _model(case)
+
+
+def _opt(name: str):
+    import torch
+
+    return getattr(torch.optim, name)
+
+
+def optimizer_structure(case: Case, ev: dict) -> None:
+    g = _g()
+    gm, model = _map(case, ev)
+    g.check_optimizer(_ev().optimizer_facts_from_json(ev.get("facts")), _opt(case.expect.get("cls", "SGD")))
+    g.check_exactly_one_group(model, gm)
+    g.check_no_empty_groups(model, gm)
+
+
+def optimizer_lrs(case: Case, ev: dict) -> None:
+    gm, model = _map(case, ev)
+    g = _g()
+    g.assert_lrs(model, gm, g.expected_lrs_by_module(model, case.expect["lrs"]))
+
+
+def optimizer_options(case: Case, ev: dict) -> None:
+    _g().check_optimizer(_ev().optimizer_facts_from_json(ev.get("facts")), _opt("SGD"), **case.expect["options"])
+
+
+def dict_structure(case: Case, ev: dict) -> None:
+    g = _g()
+    g.check_group_dicts(_ev().shape_from_json(ev.get("shape")), n=case.expect.get("n"), what=case.fn)
+    gm, model = _map(case, ev)
+    g.check_exactly_one_group(model, gm)
+    g.check_no_empty_groups(model, gm)
+    if case.expect.get("stages"):
+        g.check_stage_groups(model, gm)
+
+
+def finetune_lrs(case: Case, ev: dict) -> None:
+    g = _g()
+    gm, model = _map(case, ev)
+    g.assert_lrs(model, gm, g.expected_finetune_lrs(model, **case.expect["lrs"]))
+
+
+def layerwise_lrs(case: Case, ev: dict) -> None:
+    g = _g()
+    gm, model = _map(case, ev)
+    g.assert_lrs(model, gm, g.expected_layerwise_lrs(model, **case.expect["lrs"]))
+
+
+def weight_decays(case: Case, ev: dict) -> None:
+    g = _g()
+    gm, model = _map(case, ev)
+    if case.expect.get("one_group"):
+        g.check_exactly_one_group(model, gm)
+    g.assert_weight_decays(model, gm, g.expected_weight_decays(model, case.expect["weight_decay"]))
+    if "lrs" in case.expect:
+        g.assert_lrs(model, gm, g.expected_finetune_lrs(model, **case.expect["lrs"]))
+
+
+def schedule_bound(case: Case, ev: dict) -> None:
+    _g().check_one_cycle_bound(_ev().schedule_facts_from_json(ev.get("facts")))
+
+
+def _schedule_lrs(ev: dict) -> tuple:
+    facts = _ev().schedule_facts_from_json(ev.get("facts"))
+    _g().check_one_cycle_bound(facts)  # a schedule that is not a bound OneCycleLR has no lrs to compare
+    return facts.lrs
+
+
+def schedule_peaks(case: Case, ev: dict) -> None:
+    _g().check_one_cycle_peaks(_schedule_lrs(ev), case.expect["peaks"])
+
+
+def schedule_lrs(case: Case, ev: dict) -> None:
+    _g().check_one_cycle_lrs(_schedule_lrs(ev), case.expect["peaks"], case.steps)
+
+
+def quiz_answer(case: Case, ev: dict) -> None:
+    g = _g()
+    answer = _ev().value_from_json(ev.get("value"))
+    g.check_choice(case.name, answer, "ABCD")
+    if g.answer_digest(case.name, answer) != QUIZ_KEY[case.name]:
+        raise AssertionError(f"{case.name} is not the right answer")
+
+
+def _experiment_values(pairs: list[tuple[Case, dict]]) -> tuple[Any, Any]:
+    values = {}
+    for case, ev in pairs:
+        if "error" in ev:
+            raise AssertionError(ev["error"])
+        values[case.name] = _ev().value_from_json(ev.get("value"))
+    b, h = values["BACKBONE_LR"], values["HEAD_LR"]
+    _g().check_experiment_values(b, h)
+    return b, h
+
+
+def experiment_values(pairs: list[tuple[Case, dict]]) -> None:
+    _experiment_values(pairs)
+
+
+def experiment_val_acc(pairs: list[tuple[Case, dict]]) -> None:
+    g = _g()
+    result = g.experiment_results(*_experiment_values(pairs))
+    if not result.val_acc >= g.EXPERIMENT_MIN_VAL_ACC:
+        raise AssertionError(f"expected a validation accuracy of at least {g.EXPERIMENT_MIN_VAL_ACC:g}%; found {result}")
+
+
+def experiment_gap(pairs: list[tuple[Case, dict]]) -> None:
+    g = _g()
+    result = g.experiment_results(*_experiment_values(pairs))
+    if not result.gap <= g.EXPERIMENT_MAX_GAP:
+        raise AssertionError(f"expected a gap of at most {g.EXPERIMENT_MAX_GAP:g} points; found {result}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The cases
+
+
+def _call(kind: str, fn: str, model: str, *args: Any, hidden: bool = False, expect: Mapping | None = None,
+          **kwargs: Any) -> Case:
+    return Case(kind, fn=fn, model=model, args=tuple(args), kwargs=kwargs, expect=dict(expect or {}), hidden=hidden)
+
+
+def _two(model: str, lr1: float, lr2: float, *rest: Any, hidden: bool = False, **kwargs: Any) -> Case:
+    return _call("optimizer", "two_group_sgd", model, lr1, lr2, *rest, hidden=hidden,
+                 expect={"lrs": {"part1": lr1, "part2": lr2}}, **kwargs)
+
+
+def _sched(model: str, opt: Mapping, steps: int, peaks: Sequence[float], *, hidden: bool = False,
+           by_keyword: bool = False) -> Case:
+    args, kwargs = ((), {"total_steps": steps}) if by_keyword else ((steps,), {})
+    return Case("schedule", fn="one_cycle_for_groups", model=model, args=args, kwargs=kwargs, optimizer=opt,
+                steps=steps, expect={"peaks": list(peaks)}, hidden=hidden)
+
+
+def _sgd_two(lr1: float, lr2: float) -> dict:
+    return {"class": "SGD", "groups": [{"modules": ["part1"], "lr": lr1}, {"modules": ["part2"], "lr": lr2}],
+            "options": {"momentum": 0.9}}
+
+
+WIDE = "SmallResNet(num_classes=4, widths=(8, 16, 24, 32))"
+
+CHECKS: dict[str, Check] = {
+    # ---------------------------------------------------------------- Part A: two_group_sgd
+    "two_group_sgd_groups": Check(
+        (
+            _two("TwoPartModel()", 1e-3, 1e-2),
+            _two("TwoPartModel(3, 7, 4)", 0.5, 0.05, hidden=True, momentum=0.5),
+            _two("TwoPartModel(32, 16, 1)", 0.5, 0.05, hidden=True, momentum=0.5),
+        ),
+        optimizer_structure,
+        no_builders=("two_group_sgd",),
+    ),
+    "two_group_sgd_lrs": Check(
+        (
+            _two("TwoPartModel()", 1e-3, 1e-2),
+            _two("TwoPartModel(3, 7, 4)", 0.5, 0.05, hidden=True),
+            _two("TwoPartModel(32, 16, 1)", 2e-4, 3e-2, hidden=True),
+            _two("TwoPartModel(10, 5, 2)", 0.1, 0.1, hidden=True),
+            _call("optimizer", "two_group_sgd", "TwoPartModel()", hidden=True, part2_lr=7e-3, part1_lr=3e-4,
+                  expect={"lrs": {"part1": 3e-4, "part2": 7e-3}}),
+        ),
+        optimizer_lrs,
+    ),
+    "two_group_sgd_momentum": Check(
+        (
+            _call("optimizer", "two_group_sgd", "TwoPartModel()", 1e-3, 1e-2, expect={"options": {"momentum": 0.9}}),
+            _call("optimizer", "two_group_sgd", "TwoPartModel(4, 3, 2)", 1e-3, 1e-2, hidden=True, momentum=0.5,
+                  expect={"options": {"momentum": 0.5}}),
+            _call("optimizer", "two_group_sgd", "TwoPartModel()", 1e-3, 1e-2, 0.0, hidden=True,
+                  expect={"options": {"momentum": 0.0}}),
+        ),
+        optimizer_options,
+    ),
+    # ---------------------------------------------------------------- Part B: finetune_param_groups
+    "finetune_groups": Check(
+        tuple(
+            _call("groups", "finetune_param_groups", m, b, h, hidden=hid, expect={"n": 2})
+            for m, b, h, hid in [("SmallResNet()", 1e-4, 1e-2, False), ("resnet18(num_classes=3)", 1e-3, 1e-1, True),
+                                 (WIDE, 1e-3, 1e-1, True)]
+        ),
+        dict_structure,
+        no_builders=("finetune_param_groups",),
+    ),
+    "finetune_lrs": Check(
+        (_call("groups", "finetune_param_groups", "SmallResNet()", 1e-4, 1e-2,
+               expect={"lrs": {"backbone_lr": 1e-4, "head_lr": 1e-2}}),),
+        finetune_lrs,
+    ),
+    "finetune_lrs_other_models": Check(
+        tuple(
+            _call("groups", "finetune_param_groups", m, b, h, hidden=hid,
+                  expect={"lrs": {"backbone_lr": b, "head_lr": h}})
+            for m, b, h, hid in [
+                ("resnet18(num_classes=3)", 1e-3, 1e-1, False),
+                ("SmallResNet(num_classes=7, widths=(8, 16, 24, 32))", 3e-5, 3e-3, True),
+                ("SmallResNet(num_classes=7, widths=(4, 4, 4, 4))", 0.02, 0.02, True),
+            ]
+        ),
+        finetune_lrs,
+    ),
+    # ---------------------------------------------------------------- Part C: layerwise_param_groups
+    "layerwise_groups": Check(
+        (
+            _call("groups", "layerwise_param_groups", "SmallResNet()", 1e-2, expect={"stages": True}),
+            _call("groups", "layerwise_param_groups", "resnet18(num_classes=2)", 1e-3, 3.0, hidden=True,
+                  expect={"stages": True}),
+            _call("groups", "layerwise_param_groups", "SmallResNet(num_classes=3, widths=(8, 8, 16, 16))", 1e-3, 3.0,
+                  hidden=True, expect={"stages": True}),
+        ),
+        dict_structure,
+        no_builders=("layerwise_param_groups",),
+    ),
+    "layerwise_lrs": Check(
+        (_call("groups", "layerwise_param_groups", "SmallResNet()", 1e-2,
+               expect={"lrs": {"head_lr": 1e-2, "decay": 2.6}}),),
+        layerwise_lrs,
+    ),
+    "layerwise_lrs_other_models": Check(
+        (
+            _call("groups", "layerwise_param_groups", "resnet18(num_classes=5)", 3e-3, decay=3.0,
+                  expect={"lrs": {"head_lr": 3e-3, "decay": 3.0}}),
+            _call("groups", "layerwise_param_groups", WIDE, 0.1, 1.0, hidden=True,
+                  expect={"lrs": {"head_lr": 0.1, "decay": 1.0}}),
+            _call("groups", "layerwise_param_groups", "SmallResNet(num_classes=4, widths=(16, 32, 64, 128))", 1e-3,
+                  10.0, hidden=True, expect={"lrs": {"head_lr": 1e-3, "decay": 10.0}}),
+            _call("groups", "layerwise_param_groups", "SmallResNet()", hidden=True, head_lr=5e-2,
+                  expect={"lrs": {"head_lr": 5e-2, "decay": 2.6}}),
+        ),
+        layerwise_lrs,
+    ),
+    # ---------------------------------------------------------------- Part D: no_decay_param_groups
+    "no_decay_groups": Check(
+        (
+            _call("groups", "no_decay_param_groups", "SmallResNet()", 1e-4, 1e-2, 5e-4),
+            _call("groups", "no_decay_param_groups", "resnet18(num_classes=4)", 1e-3, 1e-1, 1e-2, hidden=True),
+        ),
+        dict_structure,
+        no_builders=("no_decay_param_groups",),
+    ),
+    "no_decay_lrs": Check(
+        (
+            _call("groups", "no_decay_param_groups", "SmallResNet()", 1e-4, 1e-2, 5e-4,
+                  expect={"lrs": {"backbone_lr": 1e-4, "head_lr": 1e-2}}),
+            _call("groups", "no_decay_param_groups", "resnet18(num_classes=4)", 1e-3, 1e-1, 1e-2, hidden=True,
+                  expect={"lrs": {"backbone_lr": 1e-3, "head_lr": 1e-1}}),
+        ),
+        finetune_lrs,
+    ),
+    "no_decay_weight_decays": Check(
+        (_call("groups", "no_decay_param_groups", "SmallResNet()", 1e-4, 1e-2, 5e-4, expect={"weight_decay": 5e-4}),),
+        weight_decays,
+    ),
+    "no_decay_other_models": Check(
+        (
+            _call("groups", "no_decay_param_groups", "resnet18(num_classes=4)", 1e-3, 1e-1, 1e-2,
+                  expect={"weight_decay": 1e-2}),
+            _call("groups", "no_decay_param_groups", "SmallResNet(num_classes=3, widths=(8, 16, 24, 32))", 3e-5,
+                  3e-3, 0.05, hidden=True,
+                  expect={"weight_decay": 0.05, "lrs": {"backbone_lr": 3e-5, "head_lr": 3e-3}}),
+        ),
+        weight_decays,
+    ),
+    "no_decay_other_norms": Check(
+        (_call("groups", "no_decay_param_groups", "resnet18_groupnorm(num_classes=3)", 1e-4, 1e-2, 5e-4,
+               expect={"weight_decay": 5e-4, "one_group": True}),),
+        weight_decays,
+    ),
+    # ---------------------------------------------------------------- Part E: one_cycle_for_groups
+    "one_cycle_bound": Check(
+        (
+            _sched("TwoPartModel()", _sgd_two(1e-3, 1e-2), 100, [1e-3, 1e-2]),
+            _sched("SmallResNet()", {"class": "Adam", "groups": [{"modules": ["fc"], "lr": 3e-3},
+                                                                 {"modules": ["layer4"], "lr": 1e-4}]},
+                   20, [3e-3, 1e-4], hidden=True),
+        ),
+        schedule_bound,
+        no_builders=("one_cycle_for_groups",),
+    ),
+    "one_cycle_peaks": Check((_sched("TwoPartModel()", _sgd_two(1e-3, 1e-2), 100, [1e-3, 1e-2]),), schedule_peaks),
+    "one_cycle_schedule": Check(
+        (
+            _sched("SmallResNet()", {"class": "Adam", "groups": [
+                {"modules": ["conv1", "bn1", "layer1", "layer2"], "lr": 1e-5}, {"modules": ["layer3"], "lr": 1e-4},
+                {"modules": ["layer4"], "lr": 3e-4}, {"modules": ["fc"], "lr": 1e-2}]}, 50, [1e-5, 1e-4, 3e-4, 1e-2]),
+            _sched("TwoPartModel()", {"class": "SGD", "groups": [{"modules": ["part2"], "lr": 0.5},
+                                                                 {"modules": ["part1"], "lr": 0.02}],
+                                      "options": {"lr": 0.1, "momentum": 0.9}}, 20, [0.5, 0.02], hidden=True,
+                   by_keyword=True),
+            _sched("TwoPartModel()", {"class": "AdamW", "groups": [{"modules": ["part1"], "lr": 2e-3, "weight_decay": 0.0},
+                                                                   {"modules": ["part2"]}],
+                                      "options": {"lr": 6e-3}}, 37, [2e-3, 6e-3], hidden=True),
+        ),
+        schedule_lrs,
+    ),
+}
+
+#: The quiz's answer key, as digests (``lrdiff_helpers.grading.answer_digest``).
+QUIZ_KEY = {
+    "q1": "0f151a6e95636f22",
+    "q2": "125c51426bd9c161",
+    "q3": "6ad5d35e4d74e118",
+    "q4": "887332ff241f0122",
+    "q5": "f58bbf4b2db1f1d5",
+    "q6": "f83f94ac241e7c6d",
+    "q7": "fc5d6231701e46ad",
+    "q8": "f8d9109cf33f7200",
+    "q9": "9cda4d46276fae9f",
+    "q10": "6fd3f1db04cdb32e",
+}
+for _q in QUIZ_KEY:
+    CHECKS[f"{_q}_test"] = Check((Case("value", name=_q),), quiz_answer)
+
+_LRS = (Case("value", name="BACKBONE_LR"), Case("value", name="HEAD_LR"))
+CHECKS["experiment_values"] = Check(_LRS, lambda *a: None, combined=experiment_values)
+CHECKS["experiment_val_acc"] = Check(_LRS, lambda *a: None, combined=experiment_val_acc)
+CHECKS["experiment_gap"] = Check(_LRS, lambda *a: None, combined=experiment_gap)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The probe and the verdict
+
+
+def probe_source(grade_id: str) -> str:
+    """The code that replaces test cell ``grade_id`` when a submission is graded."""
+    cases = json.dumps([c.for_kernel() for c in CHECKS[grade_id].cases])
+    return (
+        "# Graded outside this kernel: this cell only records what the answers return.\n"
+        "import json as _lrdiff_json\n"
+        "from lrdiff_helpers import evidence as _lrdiff_evidence\n"
+        f"_lrdiff_evidence.probe({grade_id!r}, _lrdiff_json.loads({cases!r}), globals())\n"
+    )
+
+
+def _builders_used(sources: Iterable[str], fn: str) -> list[str]:
+    """The helpers' param-group builders that the last ``def fn`` in ``sources`` refers to (by name, by an
+    attribute, or through an alias imported in the notebook), read from the code, not from the kernel."""
+    from lrdiff_helpers.grading import FORBIDDEN_BUILDERS
+
+    aliases: dict[str, str] = {}
+    target = None
+    for src in sources:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue  # IPython magics and the like: not Python; the kernel reported them
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lrdiff_helpers"):
+                for a in node.names:
+                    if a.name in FORBIDDEN_BUILDERS:
+                        aliases[a.asname or a.name] = a.name
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == fn:
+                target = node
+    if target is None:
+        return []
+    used = set()
+    for node in ast.walk(target):
+        if isinstance(node, ast.Name) and node.id in aliases:
+            used.add(aliases[node.id])
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_BUILDERS and node.id != fn:
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_BUILDERS:
+            used.add(node.attr)
+    return sorted(used)
+
+
+def _evidence_of(grade_id: str, outputs: Sequence[Any]) -> dict:
+    """The one evidence payload of this cell (the probe displays exactly one)."""
+    from lrdiff_helpers.evidence import MAX_EVIDENCE, MIME, EvidenceError
+
+    found = []
+    for out in outputs:
+        data = out.get("data", {}) if isinstance(out, Mapping) else {}
+        if MIME in data:
+            found.append(data[MIME])
+    if not found:
+        errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs
+                  if isinstance(o, Mapping) and o.get("output_type") == "error"]
+        why = f" ({errors[-1][:300]})" if errors else ""
+        raise EvidenceError(f"this test did not run to the end{why}, so nothing could be checked")
+    if len(found) > 1:
+        raise EvidenceError("this test produced more than one result; something in the notebook interfered with it")
+    text = found[0]
+    if isinstance(text, list):
+        text = "".join(text)
+    if not isinstance(text, str) or len(text) > MAX_EVIDENCE:
+        raise EvidenceError("the result of this test is malformed")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise EvidenceError("the result of this test is malformed") from None
+    if not isinstance(payload, dict) or payload.get("grade_id") != grade_id:
+        raise EvidenceError("the result of this test is not this test's")
+    if not isinstance(payload.get("cases"), list) or len(payload["cases"]) != len(CHECKS[grade_id].cases):
+        raise EvidenceError("the result of this test does not have one entry per case")
+    if not all(isinstance(e, dict) for e in payload["cases"]):
+        raise EvidenceError("the result of this test is malformed")
+    return payload
+
+
+def judge(grade_id: str, outputs: Sequence[Any] | dict, sources: Iterable[str] = ()) -> Verdict:
+    """Judge one graded test cell from its outputs in the executed notebook (or an evidence payload).
+
+    ``sources``: the code cells of the submitted notebook (for the "did not use the builders" check).
+    """
+    check = CHECKS[grade_id]
+    try:
+        payload = outputs if isinstance(outputs, dict) else _evidence_of(grade_id, outputs)
+        pairs = list(zip(check.cases, payload["cases"]))
+        if check.combined is not None:
+            check.combined(pairs)
+        else:
+            for i, (case, ev) in enumerate(pairs):
+                try:
+                    if "error" in ev:
+                        raise AssertionError(f"{case.fn or case.name} raised {ev['error']}")
+                    check.check(case, ev)
+                except AssertionError as err:
+                    raise AssertionError(f"[{case.label(i)}] {err}") from None
+        for fn in check.no_builders:
+            used = _builders_used(sources, fn)
+            if used:
+                raise AssertionError(f"{fn} uses lrdiff_helpers' {', '.join(used)}; the exercise is to build the "
+                                     "groups yourself")
+    except AssertionError as err:
+        return Verdict(False, str(err) or "failed")
+    except Exception as err:  # noqa: BLE001 (a check that breaks on odd evidence must not stop the batch)
+        return Verdict(False, f"the grader could not check this answer: {type(err).__name__}: {err}"[:1000])
+    n = len(check.cases)
+    return Verdict(True, f"passed: {n} case{'s' if n != 1 else ''} checked by the grader")

@@ -1,0 +1,119 @@
+"""nbgrader preprocessors that take the verdict of each graded test cell out of the student's kernel.
+
+Plain ``nbgrader autograde`` scores a test cell by running it in the student's kernel and looking for an error
+in its output: code in an earlier cell can make any test pass (replace ``torch.allclose`` or the checks, install
+an IPython input transformer that deletes ``assert`` lines, swallow errors with ``set_custom_exc``, print a
+partial-credit number). Here:
+
+1. :class:`ProbeTestCells` (after nbgrader's ``OverwriteCells`` restored the locked test cells) replaces the
+   code of every graded test cell with a *probe* (``autograder.checks.probe_source``): it runs the cell's cases,
+   visible and hidden, and displays what the student's functions returned as plain data. The cell's own code is
+   kept in the cell's metadata, which the kernel never sees.
+2. nbgrader executes the notebook (in the sandbox).
+3. :class:`JudgeTestCells` (right after execution, before nbgrader's ``SaveAutoGrades``) reads each probe's
+   evidence, judges it in this process with the grader's own torch and checks (``autograder.checks.judge``),
+   puts the cell's code back and replaces its outputs with the verdict: a line on stdout when it passed, an
+   ``AssertionError`` saying what was expected and found when it did not. ``SaveAutoGrades`` then scores the
+   cell from that, as usual. Whatever else the student's code printed in a test cell (warnings on stderr
+   included) is not part of the verdict.
+
+:class:`StripHiddenTests` (feedback) removes ``### BEGIN HIDDEN TESTS`` blocks from the notebooks a student gets
+back, should an instructor add some to the source.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nbformat.notebooknode import NotebookNode, from_dict
+from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_solution
+
+__all__ = ["JudgeTestCells", "ProbeTestCells", "StripHiddenTests", "use_trusted_checks"]
+
+#: Cell metadata key where the test cell's own code waits while the probe runs.
+STASH = "lrdiff_test_source"
+
+
+def _graded_test(cell: NotebookNode) -> bool:
+    return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
+
+
+class ProbeTestCells(NbGraderPreprocessor):
+    """Replace the code of each graded test cell that has a check in ``autograder.checks`` with its probe."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from .checks import CHECKS, probe_source
+
+        for cell in nb.cells:
+            cell.metadata.pop(STASH, None)  # a submission cannot plant its own
+            if not _graded_test(cell):
+                continue
+            grade_id = cell.metadata.nbgrader["grade_id"]
+            if grade_id not in CHECKS:
+                self.log.warning("Test cell %s has no check in autograder/checks.py: graded in the kernel", grade_id)
+                continue
+            cell.metadata[STASH] = cell.source
+            cell.source = probe_source(grade_id)
+        return nb, resources
+
+
+class JudgeTestCells(NbGraderPreprocessor):
+    """Judge each probed test cell from its evidence; put its code back and its verdict in its outputs."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from .checks import judge
+
+        sources = [c.source for c in nb.cells if c.cell_type == "code" and STASH not in c.metadata]
+        for cell in nb.cells:
+            if STASH not in cell.metadata:
+                continue
+            original = cell.metadata.pop(STASH)
+            if not _graded_test(cell):  # not a cell the probe replaced (ProbeTestCells removes planted keys)
+                continue
+            grade_id = cell.metadata.nbgrader["grade_id"]
+            verdict = judge(grade_id, list(cell.get("outputs", [])), sources)
+            cell.source = original
+            cell.outputs = [_verdict_output(verdict.ok, verdict.message)]
+            self.log.info("%s: %s", grade_id, "passed" if verdict.ok else "failed")
+        return nb, resources
+
+
+def _verdict_output(ok: bool, message: str) -> NotebookNode:
+    if ok:
+        return from_dict({"output_type": "stream", "name": "stdout", "text": f"{message}\n"})
+    return from_dict({
+        "output_type": "error",
+        "ename": "AssertionError",
+        "evalue": message,
+        "traceback": [f"\x1b[0;31mAssertionError\x1b[0m: {message}"],
+    })
+
+
+_HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$\n?", re.S | re.M)
+
+
+class StripHiddenTests(NbGraderPreprocessor):
+    """Remove hidden-test blocks from test cells (for the feedback students get)."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
+            cell.source = _HIDDEN.sub("# (hidden tests)\n", cell.source)
+        return cell, resources
+
+
+def use_trusted_checks(c: Any) -> None:
+    """Wire the preprocessors into nbgrader's configuration ``c`` (``autograder/nbgrader_config.py``)."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.converters.autograde import Autograde
+    from nbgrader.preprocessors import Execute, GetGrades, OverwriteCells
+
+    traits = Autograde.class_traits()
+    sanitize = list(traits["sanitize_preprocessors"].default())
+    sanitize.insert(sanitize.index(OverwriteCells) + 1, ProbeTestCells)
+    autograde = list(traits["autograde_preprocessors"].default())
+    autograde.insert(autograde.index(Execute) + 1, JudgeTestCells)
+    c.Autograde.sanitize_preprocessors = sanitize
+    c.Autograde.autograde_preprocessors = autograde
+    c.GenerateFeedback.preprocessors = [StripHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
