@@ -50,7 +50,7 @@ class ProbeTestCells(NbGraderPreprocessor):
             cell.metadata.pop(STASH, None)  # a submission cannot plant its own
             if not _graded_test(cell):
                 continue
-            grade_id = cell.metadata.nbgrader["grade_id"]
+            grade_id = cell.metadata["nbgrader"]["grade_id"]
             if grade_id not in CHECKS:
                 self.log.warning("Test cell %s has no check in autograder/checks.py: graded in the kernel", grade_id)
                 continue
@@ -72,7 +72,7 @@ class JudgeTestCells(NbGraderPreprocessor):
             original = cell.metadata.pop(STASH)
             if not _graded_test(cell):  # not a cell the probe replaced (ProbeTestCells removes planted keys)
                 continue
-            grade_id = cell.metadata.nbgrader["grade_id"]
+            grade_id = cell.metadata["nbgrader"]["grade_id"]
             verdict = judge(grade_id, list(cell.get("outputs", [])), sources)
             cell.source = original
             cell.outputs = [_verdict_output(verdict.ok, verdict.message)]

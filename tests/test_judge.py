@@ -156,6 +156,19 @@ def test_preprocessors_restore_the_code_and_replace_whatever_the_kernel_printed(
     assert nb.cells[1].outputs[0].output_type == "error" and determine_grade(nb.cells[1]) == (0, 1.0)
 
 
+def test_cells_put_back_with_plain_dict_metadata_are_probed():
+    """nbgrader's add_missing_cells restores a deleted test cell with a plain dict as its metadata."""
+    nb = nbformat.v4.new_notebook()
+    cell = _test_cell("two_group_sgd_lrs", "visible")
+    dict.__setitem__(cell, "metadata", {"nbgrader": dict(cell["metadata"]["nbgrader"])})  # not a NotebookNode
+    assert type(cell["metadata"]) is dict
+    nb.cells = [cell]
+    nb, _ = ProbeTestCells().preprocess(nb, {})
+    nb.cells[0]["outputs"] = [nbformat.from_dict(_output(_honest()))]
+    nb, _ = JudgeTestCells().preprocess(nb, {})
+    assert nb.cells[0]["source"] == "visible" and nb.cells[0]["outputs"][0]["name"] == "stdout"
+
+
 def test_feedback_drops_hidden_test_blocks():
     cell = _test_cell("x", 'check(a)\n### BEGIN HIDDEN TESTS\nassert secret == 42\n### END HIDDEN TESTS\nafter()\n')
     cell, _ = StripHiddenTests().preprocess_cell(cell, {}, 0)
