@@ -4,10 +4,16 @@ Steps:
     release                 regenerate release/lrdiff from source/lrdiff (--force); register it in the gradebook
     collect PATH...         copy submissions into submitted/<student>/lrdiff/ (folders of <student>/ folders,
                             <student>.zip files, or folders of zips); the originals are never changed
-    autograde [--student S] grade every collected submission (or only S, repeatable)
+    autograde [--student S] [--jobs N] [--time-limit SECONDS]
+                            grade every collected submission (or only S, repeatable), N at a time (default:
+                            every core), each in a sandboxed process of its own; a line per student as it
+                            finishes; a student still being graded after SECONDS (default 3600) is failed
     feedback                write feedback/<student>/lrdiff/*.html for every graded submission
     export [--out CSV]      write the grades, one row per student, with a status column (default grades.csv)
-    all PATH... [--out CSV] release, collect PATH..., autograde, feedback, export
+    all PATH... [--out CSV] [--jobs N] [--time-limit SECONDS]
+                            release, collect PATH..., autograde, feedback, export
+    bundle [--out ZIP]      build what is handed to students (release notebooks, lessons, lrdiff_helpers,
+                            environment files; no solutions, no hidden tests), default dist/lrdiff-student.zip
 
 Exit status: 0 when every submission was graded; 1 when some could not be ("failed to grade: <reason>",
 after the rest of the batch was graded and reported); 2 for bad input (nothing was done).
@@ -16,12 +22,14 @@ after the rest of the batch was graded and reported); 2 for bad input (nothing w
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
 
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
 from .pipeline import (
+    DEFAULT_TIME_LIMIT,
     FAILED,
     Course,
     InputError,
@@ -32,7 +40,12 @@ from .pipeline import (
     export,
     feedback,
     release,
+    sqlite_file,
 )
+
+
+#: Where ``bundle`` writes by default, under the course root.
+BUNDLE = Path("dist") / "lrdiff-student.zip"
 
 
 def _say(msg: str = "") -> None:
@@ -62,13 +75,45 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", metavar="PATH", help="a folder of <student>/ folders or <student>.zip files, or a zip")
     a = sub.add_parser("autograde", help="grade the collected submissions")
     a.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    _grading_options(a)
     sub.add_parser("feedback", help="write HTML feedback for graded submissions")
     e = sub.add_parser("export", help="write the grades CSV")
     e.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV file to write (default: %(default)s)")
     al = sub.add_parser("all", help="release, collect, autograde, feedback, export")
     al.add_argument("paths", nargs="+", metavar="PATH")
     al.add_argument("--out", type=Path, default=Path("grades.csv"))
+    _grading_options(al)
+    b = sub.add_parser("bundle", help="build the zip handed to students (no solutions, no hidden tests)")
+    b.add_argument("--out", type=Path, default=None,
+                   help=f"zip file to write (default: {BUNDLE} under the course root)")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {n})")
+    return n
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return x
+
+
+def _grading_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                   help=f"students graded at the same time (default: every core, {os.cpu_count()} here)")
+    p.add_argument("--time-limit", type=_positive_seconds, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+                   help="fail a student whose grading takes longer than this (default: %(default)g)")
 
 
 def _line(res: Result, course: Course) -> str:
@@ -99,15 +144,26 @@ def _do_collect(course: Course, paths) -> None:
              + "".join(f"\n      note: {n}" for n in f.notes))
 
 
-def _do_autograde(course: Course, students=None) -> int:
+def _do_autograde(course: Course, students=None, jobs: int | None = None,
+                  time_limit: float = DEFAULT_TIME_LIMIT) -> int:
     if not course.students_submitted():
         raise InputError("nothing to grade: submitted/ has no <student>/lrdiff/ folder (run collect first)")
     if not assignment_registered(course):
         _say("autograde: the gradebook does not know the assignment yet; running release first")
         _do_release(course)
     todo = students or course.students_submitted()
-    _say(f"autograde: {len(todo)} submission(s)")
-    results = autograde(course, students, progress=lambda r: _say(_line(r, course)))
+    jobs = min(jobs or os.cpu_count() or 1, len(todo))
+    why = ""
+    if sqlite_file(course.db_url) is None and jobs > 1:
+        jobs, why = 1, " (the gradebook is not a SQLite file: one writer at a time)"
+    _say(f"autograde: {len(todo)} submission(s), {jobs} at a time{why}")
+    done = []
+
+    def progress(res: Result) -> None:
+        done.append(res)
+        _say(f"[{len(done)}/{len(todo)}]" + _line(res, course)[1:])
+
+    results = autograde(course, students, progress=progress, jobs=jobs, time_limit=time_limit)
     failed = [r for r in results if not r.ok]
     _say(f"autograde: {len(results) - len(failed)} graded, {len(failed)} {FAILED}")
     return 1 if failed else 0
@@ -131,6 +187,22 @@ def _do_export(course: Course, out: Path) -> int:
     return 1 if failed else 0
 
 
+def _do_bundle(course: Course, out: Path | None) -> int:
+    try:
+        from . import bundle  # noqa: PLC0415 (imported only when asked for)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__package__}.bundle":
+            raise
+        raise RuntimeError("this version of the course has no autograder/bundle.py") from None
+    out = course.root / BUNDLE if out is None else out if out.is_absolute() else Path.cwd() / out
+    try:
+        written = Path(bundle.build_bundle(out, root=course.root))
+    except getattr(bundle, "BundleError", RuntimeError) as err:  # an unsafe or stale release: nothing written
+        raise RuntimeError(f"bundle: {err}") from None
+    _say(f"bundle: wrote {written} ({written.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_library_warnings()
@@ -143,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             _do_collect(course, args.paths)
             return 0
         if args.step == "autograde":
-            return _do_autograde(course, args.student)
+            return _do_autograde(course, args.student, args.jobs, args.time_limit)
+        if args.step == "bundle":
+            return _do_bundle(course, args.out)
         if args.step == "feedback":
             return _do_feedback(course)
         if args.step == "export":
@@ -151,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "all":
             _do_release(course)
             _do_collect(course, args.paths)
-            code = _do_autograde(course)
+            code = _do_autograde(course, jobs=args.jobs, time_limit=args.time_limit)
             try:
                 code = max(code, _do_feedback(course))
             except InputError as err:  # nothing was graded: still export the statuses

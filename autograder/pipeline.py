@@ -1,9 +1,14 @@
 """The grading steps: release, collect, autograde, feedback, export.
 
 Each step is a function of a :class:`Course` (the course's folders and nbgrader configuration) that returns
-what it did; ``autograder/__main__.py`` turns them into a command line. nbgrader's converters run in this
-process, one student at a time, so that one submission that cannot be graded (a notebook that is not valid
-JSON, a kernel that dies) is reported and the batch goes on.
+what it did; ``autograder/__main__.py`` turns them into a command line.
+
+``autograde`` grades every student in a process of its own (``python -m autograder.worker``, see
+``autograder/worker.py``), several at a time, each against a private copy of the SQLite gradebook; this
+process alone copies each student's grades into the real gradebook, one student at a time. A grading process
+that dies (out of memory, a segfault, a kill, past the time limit) fails only its own student, and one
+submission that cannot be graded (a notebook that is not valid JSON, a symbolic link, a kernel that dies) is
+reported and the batch goes on. ``feedback`` and ``export`` run nbgrader in this process.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ import json
 import os
 import re
 import shutil
+import signal
+import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +38,11 @@ from . import ASSIGNMENT, NOTEBOOKS, ROOT
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 #: Where ``autograde`` records each student's status, for ``feedback`` and ``export`` (git-ignored folder).
 STATUS_FILE = Path("autograded") / ".lrdiff-status.json"
+#: What ``collect`` could not copy (notebooks that were symbolic links), beside ``submitted/<student>/lrdiff/``.
+COLLECT_FILE = ".lrdiff-collect.json"
+#: A student whose grading takes longer than this (seconds, all notebooks together) is failed and its grading
+#: process killed. The sandbox bounds each kernel too (``SandboxedKernelManager.wall_seconds``).
+DEFAULT_TIME_LIMIT = 3600.0
 GRADED = "graded"
 FAILED = "failed to grade"
 
@@ -50,6 +65,8 @@ class Course:
     """The course's folders and its nbgrader configuration (``autograder/nbgrader_config.py``)."""
 
     root: Path = ROOT
+    #: Grade against this gradebook instead of the configured one (a grading worker's private copy).
+    gradebook_url: str | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -84,6 +101,8 @@ class Course:
         cfg = PyFileConfigLoader("nbgrader_config.py", path=str(self.config_dir)).load_config()
         # this course's root, even when the config file is a copy elsewhere
         cfg.CourseDirectory.root = str(self.root)
+        if self.gradebook_url:
+            cfg.CourseDirectory.db_url = self.gradebook_url
         return cfg
 
     @property
@@ -109,8 +128,11 @@ class Course:
             return {}
 
     def write_status(self, status: dict[str, dict]) -> None:
+        """Replace the status file in one step (a reader never sees half of it)."""
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
-        self.status_file.write_text(json.dumps(status, indent=1, sort_keys=True) + "\n")
+        tmp = self.status_file.with_name(self.status_file.name + ".tmp")
+        tmp.write_text(json.dumps(status, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.status_file)
 
 
 # ------------------------------------------------------------------------------------------------ release
@@ -154,33 +176,59 @@ def assignment_registered(course: Course) -> bool:
 
 @dataclass
 class Found:
-    """One student's submission found in the input: where each notebook comes from."""
+    """One student's submission found in the input: where each notebook comes from.
+
+    ``notebooks`` are the assignment's notebooks; ``extra`` other ``.ipynb`` files (copied too: ``autograde``
+    tells a renamed notebook from an extra one); ``symlinks`` notebooks that were symbolic links, never read
+    (name -> {"path": where, "target": what it pointed to}).
+    """
 
     student: str
     origin: str
     notebooks: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, bytes] = field(default_factory=dict)
+    symlinks: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _pick_notebooks(student: str, origin: str, files: Iterable[tuple[str, callable]]) -> Found:
-    """From (relative path, reader) pairs, keep the assignment's notebooks (found at any depth)."""
+def _link_text(target: str) -> str:
+    """A symbolic link's target, safe to print (it is the student's text)."""
+    return repr(target if len(target) <= 120 else target[:117] + "...")
+
+
+def _pick_notebooks(student: str, origin: str, files: Iterable[tuple[str, Callable[[], bytes]]],
+                    links: Iterable[tuple[str, str]] = ()) -> Found:
+    """From (relative path, reader) pairs of regular files and (relative path, target) pairs of symbolic links,
+    keep the notebooks (found at any depth). A symbolic link is recorded, never followed."""
     found = Found(student, origin)
     wanted = {f"{name}.ipynb" for name in NOTEBOOKS}
     seen: dict[str, str] = {}
-    for rel, read in files:
+    entries = [(rel, read, None) for rel, read in files] + [(rel, None, target) for rel, target in links]
+    for rel, read, target in sorted(entries, key=lambda e: e[0]):
         parts = Path(rel).parts
         if any(p in {"__MACOSX", ".ipynb_checkpoints"} or p.startswith("._") for p in parts):
             continue
         base = parts[-1] if parts else ""
+        if not base.endswith(".ipynb"):
+            continue
         if base not in wanted:
-            if base.endswith(".ipynb"):
-                found.notes.append(f"ignored {rel} (not a notebook of {ASSIGNMENT})")
+            if read is None:
+                found.notes.append(f"ignored {rel}: a symbolic link (to {_link_text(target)}), not read")
+            elif base in found.extra:
+                found.notes.append(f"ignored {rel}: another {base} was copied")
+            else:
+                found.extra[base] = read()
+                found.notes.append(f"{rel} is not a notebook of {ASSIGNMENT}: copied, not graded")
             continue
         if base in seen:
             raise InputError(f"{origin}: two copies of {base} ({seen[base]} and {rel}); keep one")
         seen[base] = rel
-        found.notebooks[base] = read()
-    if not found.notebooks:
+        if read is None:
+            found.symlinks[base] = {"path": rel, "target": target}
+            found.notes.append(f"{rel} is a symbolic link (to {_link_text(target)}): not read, not copied")
+        else:
+            found.notebooks[base] = read()
+    if not (found.notebooks or found.extra or found.symlinks):
         raise InputError(
             f"{origin}: no notebook of {ASSIGNMENT} in it (expected {', '.join(sorted(wanted))})"
         )
@@ -188,21 +236,43 @@ def _pick_notebooks(student: str, origin: str, files: Iterable[tuple[str, callab
 
 
 def _from_folder(student: str, folder: Path) -> Found:
-    files = [
-        (str(p.relative_to(folder)), (lambda p=p: p.read_bytes()))
-        for p in sorted(folder.rglob("*")) if p.is_file()
-    ]
-    return _pick_notebooks(student, str(folder), files)
+    """Walk the folder without following symbolic links: a linked notebook is recorded, a linked folder skipped."""
+    files, links, notes = [], [], []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        here = Path(dirpath)
+        for name in sorted(dirnames):
+            if (here / name).is_symlink():
+                notes.append(f"ignored {(here / name).relative_to(folder)}/: a symbolic link, not followed")
+        for name in sorted(filenames):
+            p = here / name
+            rel = str(p.relative_to(folder))
+            mode = p.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                links.append((rel, os.readlink(p)))
+            elif stat.S_ISREG(mode):
+                files.append((rel, (lambda p=p: p.read_bytes())))
+            elif name.endswith(".ipynb"):
+                notes.append(f"ignored {rel}: not a regular file")
+    found = _pick_notebooks(student, str(folder), files, links)
+    found.notes[:0] = notes
+    return found
+
+
+def _zip_is_symlink(info: zipfile.ZipInfo) -> bool:
+    """Whether a zip member is a symbolic link (Unix mode in the high bits of external_attr)."""
+    return stat.S_ISLNK(info.external_attr >> 16)
 
 
 def _from_zip(student: str, path: Path) -> Found:
+    """Read the notebooks of a zip; a member that is a symbolic link is recorded (its target), never followed."""
     try:
         with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir()]
-            contents = {m.filename: zf.read(m) for m in members if m.filename.endswith(".ipynb")}
+            members = [m for m in zf.infolist() if not m.is_dir() and m.filename.endswith(".ipynb")]
+            contents = {m.filename: zf.read(m) for m in members if not _zip_is_symlink(m)}
+            links = [(m.filename, zf.read(m)[:1024].decode("utf-8", "replace")) for m in members if _zip_is_symlink(m)]
     except (zipfile.BadZipFile, OSError) as err:
         raise InputError(f"{path}: not a readable zip file ({err})") from None
-    return _pick_notebooks(student, str(path), [(n, (lambda n=n: contents[n])) for n in sorted(contents)])
+    return _pick_notebooks(student, str(path), [(n, (lambda n=n: contents[n])) for n in sorted(contents)], links)
 
 
 def _check_student_id(student: str, origin: Path) -> None:
@@ -217,7 +287,9 @@ def find_submissions(paths: Sequence[str | Path]) -> list[Found]:
     """Read (never change) the input: folders of ``<student>/`` folders, ``<student>.zip`` files, or both.
 
     A path may be a folder (each subfolder is a student, each ``.zip`` in it a student's zip) or a zip file
-    (``alice.zip`` is alice's). Raises :class:`InputError` listing every problem; nothing is copied then.
+    (``alice.zip`` is alice's). Inside a student's folder or zip, symbolic links are never followed: a notebook
+    that is one is recorded (``autograde`` then fails that student), a linked folder is skipped with a note.
+    Raises :class:`InputError` listing every problem; nothing is copied then.
     """
     if not paths:
         raise InputError("collect needs at least one path: a folder of <student>/ folders or <student>.zip files")
@@ -258,22 +330,41 @@ def find_submissions(paths: Sequence[str | Path]) -> list[Found]:
     return found
 
 
+def _renamed_reason(missing: Sequence[str], extra: Sequence[str]) -> str:
+    """Why a submission with an assignment notebook missing and another notebook present is not graded."""
+    return (f"no {', '.join(missing)}; the submission has {', '.join(repr(e) for e in extra)} "
+            "(rename it and collect again)")
+
+
 def collect(course: Course, paths: Sequence[str | Path]) -> list[Found]:
     """Copy each student's notebooks into ``submitted/<student>/lrdiff/`` (replacing an earlier copy).
 
-    The originals are only read. Malformed notebooks are copied as they are: ``autograde`` reports them.
+    The originals are only read. Malformed notebooks are copied as they are, and so are notebooks that are not
+    the assignment's (``Exercises (1).ipynb``): ``autograde`` reports them. Notebooks that were symbolic links
+    are not copied; they are listed in ``submitted/<student>/.lrdiff-collect.json`` for ``autograde``.
     """
     found = find_submissions(paths)
     for f in found:
-        dest = course.submitted / f.student / ASSIGNMENT
+        home = course.submitted / f.student
+        dest = home / ASSIGNMENT
+        for p in (home, dest):  # a link put there by hand: remove the link, never what it points to
+            if p.is_symlink():
+                p.unlink()
         if dest.exists():
             f.notes.append(f"replaced an earlier copy in {dest.relative_to(course.root)}")
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
-        for name, data in f.notebooks.items():
+        for name, data in {**f.extra, **f.notebooks}.items():
             (dest / name).write_bytes(data)
-        missing = sorted(f"{n}.ipynb" for n in NOTEBOOKS if f"{n}.ipynb" not in f.notebooks)
-        if missing:
+        marker = home / COLLECT_FILE
+        if f.symlinks:
+            marker.write_text(json.dumps({"symlinks": f.symlinks}, indent=1, sort_keys=True) + "\n")
+        else:
+            marker.unlink(missing_ok=True)
+        missing = sorted(f"{n}.ipynb" for n in NOTEBOOKS if f"{n}.ipynb" not in f.notebooks | f.symlinks)
+        if missing and f.extra:
+            f.notes.append(f"will fail to grade: {_renamed_reason(missing, sorted(f.extra))}")
+        elif missing:
             f.notes.append(f"no {', '.join(missing)} (scored 0)")
     return found
 
@@ -325,8 +416,7 @@ def _failure_reason(result: dict) -> str:
             if pattern in ln:
                 return ln.removeprefix("[ERROR] ")
     errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", ln)]
-    skip = ("NbGraderException: Please see", "nbgrader.utils.NbGraderException")
-    errors = [e for e in errors if not e.startswith(skip)]
+    errors = [e for e in errors if "NbGraderException: Please see" not in e]  # nbgrader's "see above"
     if errors:
         return errors[-1]
     errs = [ln.removeprefix("[ERROR] ") for ln in lines if ln.startswith("[ERROR]")]
@@ -370,47 +460,328 @@ def _run_app(app_cls, course: Course, student: str, sandbox: bool = False, **att
         os.chdir(cwd)
 
 
-def autograde(course: Course, students: Sequence[str] | None = None, progress=None) -> list[Result]:
-    """Autograde each submitted student, one at a time; a failure is recorded and the batch goes on.
+def _precheck(course: Course, student: str) -> tuple[str | None, list[str]]:
+    """Check a submitted folder before anything reads it: (why it cannot be graded or ``None``, notes).
 
-    Registers the assignment first (``release``) when the gradebook does not know it yet.
+    Nothing here follows a symbolic link: a link anywhere under ``submitted/<student>/lrdiff/`` (put there by
+    hand), a notebook that ``collect`` found to be one, a missing notebook beside one that is not the
+    assignment's (renamed), or a notebook nbgrader cannot read: each fails the student with its reason.
     """
-    from nbgrader.converters import Autograde
+    home = course.submitted / student
+    folder = home / ASSIGNMENT
+    for p in (home, folder):
+        if p.is_symlink():
+            return f"{p.relative_to(course.root)} is a symbolic link (to {_link_text(os.readlink(p))}); " \
+                   "it was not read", []
+    problems: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            rel = p.relative_to(folder)
+            mode = p.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                problems.append(f"{rel} is a symbolic link (to {_link_text(os.readlink(p))}); it was not read")
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                problems.append(f"{rel} is not a regular file; it was not read")
+    wanted = [f"{n}.ipynb" for n in NOTEBOOKS]
+    present = {p.name for p in folder.iterdir() if p.name.endswith(".ipynb") and p.is_file() and not p.is_symlink()}
+    try:
+        recorded = json.loads((home / COLLECT_FILE).read_text()).get("symlinks", {})
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        recorded = {}
+    for name, info in sorted(recorded.items()):
+        if name in wanted and name not in present:  # else a person has since put the real notebook there
+            where = info.get("path", name) if isinstance(info, dict) else name
+            target = info.get("target", "?") if isinstance(info, dict) else "?"
+            problems.append(f"{where} is a symbolic link (to {_link_text(str(target))}); it was not read")
+    if problems:
+        return "; ".join(problems), []
+    missing = [n for n in wanted if n not in present]
+    extra = sorted(present - set(wanted))
+    if missing and extra:
+        return _renamed_reason(missing, extra), []
+    notes = [f"no {n} (scored 0)" for n in missing]
+    notes += [f"{e} is not a notebook of {ASSIGNMENT}: not graded" for e in extra]
+    problems = [p for p in (_notebook_problem(folder / n) for n in wanted if n in present) if p]
+    return ("; ".join(problems) if problems else None), notes
 
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite gradebook URL, or ``None`` for any other database (or an in-memory one)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _snapshot(db: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database (SQLite's backup API, not a file copy)."""
+    src = sqlite3.connect(db)  # only read (the backup API copies page by page under a read lock)
+    try:
+        out = sqlite3.connect(dst)
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+    finally:
+        src.close()
+
+
+def _merge_grades(course: Course, scratch_url: str, student: str) -> None:
+    """Copy what ``nbgrader autograde`` recorded for ``student`` in a private gradebook into the course's.
+
+    The student, the submission's timestamp, each notebook's late penalty, each cell's ``auto_score`` and
+    ``needs_manual_grade`` and each ``auto_comment``. What people enter (manual scores and comments, extra
+    credit, flags, extensions) stays as it is in the course's gradebook, as on a re-autograde with nbgrader; a
+    cell whose manual score changed while the student was being graded is marked as needing manual grading.
+    """
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    with warnings.catch_warnings(), Gradebook(scratch_url, ASSIGNMENT) as src, course.gradebook() as dst:
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's own use of its session when it adds a submission
+        graded = src.find_submission(ASSIGNMENT, student)
+        dst.update_or_create_student(student)
+        if graded.timestamp is not None:
+            sub = dst.update_or_create_submission(ASSIGNMENT, student, timestamp=graded.timestamp)
+        else:
+            sub = dst.update_or_create_submission(ASSIGNMENT, student)
+        notebooks = {nb.name: nb for nb in sub.notebooks}
+        for snb in graded.notebooks:
+            nb = notebooks[snb.name]
+            nb.late_submission_penalty = snb.late_submission_penalty
+            grades = {g.name: g for g in nb.grades}
+            for g in snb.grades:
+                d = grades[g.name]
+                d.auto_score = g.auto_score
+                changed = d.manual_score != g.manual_score and d.manual_score is not None
+                d.needs_manual_grade = bool(g.needs_manual_grade or changed)
+            comments = {c.name: c for c in nb.comments}
+            for c in snb.comments:
+                comments[c.name].auto_comment = c.auto_comment
+        dst.db.commit()
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a folder, whatever modes student code left in it."""
+    def retry(func, p, _exc):
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            if not os.path.islink(p) and os.path.isdir(p):
+                os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(path, onerror=retry)
+
+
+def _worker_env(tmpdir: Path) -> dict[str, str]:
+    """A grading worker's environment: the venv's bin first on PATH, one torch thread, its own temp folder
+    (the sandbox's scratch folders go there, and go with it when the worker is killed)."""
+    env = _venv_path_env()
+    env["OMP_NUM_THREADS"] = "1"
+    env["TMPDIR"] = str(tmpdir)
+    return env
+
+
+@dataclass
+class _Job:
+    """One student being graded by a worker process."""
+
+    student: str
+    notes: list[str]
+    folder: Path  # this job's private scratch folder: gradebook copy, result, worker log
+    gradebook_url: str
+    proc: subprocess.Popen | None = None
+    start: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def result_file(self) -> Path:
+        return self.folder / "result.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "worker.log"
+
+    @property
+    def tmpdir(self) -> Path:
+        """The worker's TMPDIR (searchable by others: a sandbox run by root drops to another uid)."""
+        return self.folder.with_name(self.folder.name + "-tmp")
+
+    def launch(self, course: Course) -> None:
+        self.tmpdir.mkdir(mode=0o711)
+        os.chmod(self.tmpdir, 0o711)  # whatever the umask
+        with open(self.log_file, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "autograder.worker", "--root", str(course.root), "--student", self.student,
+                 "--gradebook", self.gradebook_url, "--result", str(self.result_file),
+                 "--parent", str(os.getpid())],
+                cwd=ROOT,  # imports this very autograder package (the course graded may be a copy elsewhere)
+                env=_worker_env(self.tmpdir), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: killed as one
+            )
+        self.start = time.perf_counter()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def outcome(self, time_limit: float) -> str | None:
+        """GRADED, "failed to grade: <reason>", or ``None`` for a worker that is still at it."""
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is None:
+            if time.perf_counter() - self.start <= time_limit:
+                return None
+            self.timed_out = True
+            self.kill()
+            return f"{FAILED}: grading took longer than {time_limit:g} s"
+        try:
+            out = json.loads(self.result_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            out = None
+        if out is not None:
+            return GRADED if out.get("success") else f"{FAILED}: {_failure_reason(out)}"
+        if code < 0:
+            try:
+                how = signal.Signals(-code).name
+            except ValueError:
+                how = f"signal {-code}"
+            why = f"the grading process was killed ({how})"
+        else:
+            why = f"the grading process exited with status {code}"
+        return f"{FAILED}: {why}{self._log_tail()}"
+
+    def _log_tail(self) -> str:
+        try:
+            lines = [ln.strip() for ln in self.log_file.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return f" ({lines[-1][:200]})" if lines else ""
+
+
+def autograde(
+    course: Course,
+    students: Sequence[str] | None = None,
+    progress=None,
+    jobs: int | None = None,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+) -> list[Result]:
+    """Autograde each submitted student, ``jobs`` at a time; a failure is recorded and the batch goes on.
+
+    Every student is graded by a process of its own (``python -m autograder.worker``: nbgrader's ``Autograde``
+    with the course's configuration and the sandbox, as ``nbgrader autograde`` would), so a grader that dies
+    (out of memory, a segfault, killed, past ``time_limit`` seconds) fails only that student. nbgrader's
+    SQLite gradebook is not safe for several writers: each worker grades against a private copy of it, and
+    this process alone copies the student's grades into the course's gradebook (:func:`_merge_grades`), one
+    student at a time, as each finishes; it alone writes the status file. ``jobs=1`` takes the same path.
+
+    A gradebook that is not a SQLite file (``LRDIFF_GRADEBOOK_URL=postgresql://...``) is written by the workers
+    directly, one student at a time (``jobs`` is then 1): a database server takes one writer safely, and
+    nbgrader's own create-or-update steps are not safe to race.
+
+    Before a worker starts, the submitted folder is checked (:func:`_precheck`): symbolic links, a renamed
+    notebook, a notebook that is not valid JSON fail the student without running anything.
+    Registers the assignment first (``release``) when the gradebook does not know it yet.
+
+    Args:
+        students: grade only these (default: everyone in ``submitted/``).
+        progress: called with each :class:`Result` as its student finishes (in the order they finish).
+        jobs: students graded at the same time (default: every core, ``os.cpu_count()``).
+        time_limit: seconds one student's grading may take before its worker is killed.
+
+    Returns:
+        The results, in the order of ``students`` (or of ``submitted/``).
+    """
     everyone = course.students_submitted()
     if students:
         unknown = sorted(set(students) - set(everyone))
         if unknown:
             raise InputError(f"no submission in submitted/ for: {', '.join(unknown)}")
-    todo = list(students) if students else everyone
+    todo = list(dict.fromkeys(students)) if students else everyone
     if not todo:
         raise InputError("nothing to grade: submitted/ has no <student>/lrdiff/ folder (run collect first)")
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    if jobs < 1:
+        raise InputError(f"jobs must be at least 1 (got {jobs})")
+    if time_limit <= 0:
+        raise InputError(f"the time limit must be positive (got {time_limit:g} s)")
     _require_sandbox()
+    if not assignment_registered(course):
+        release(course)
+    db = sqlite_file(course.db_url)
+    if db is None:
+        jobs = 1
     status = course.read_status()
-    results = []
-    for student in todo:
-        start = time.perf_counter()
-        folder = course.submitted / student / ASSIGNMENT
-        problems = [p for p in (_notebook_problem(nb) for nb in sorted(folder.glob("*.ipynb"))) if p]
-        notes = [f"no {n}.ipynb (scored 0)" for n in NOTEBOOKS if not (folder / f"{n}.ipynb").exists()]
-        if problems:
-            res = Result(student, f"{FAILED}: {'; '.join(problems)}", notes=notes)
-            shutil.rmtree(course.autograded / student / ASSIGNMENT, ignore_errors=True)
-        else:
-            out = _run_app(Autograde, course, student, sandbox=True, force=True, create_student=True)
-            if out.get("success"):
-                res = Result(student, GRADED, notes=notes)
-            else:
-                res = Result(student, f"{FAILED}: {_failure_reason(out)}", notes=notes)
-        res.seconds = time.perf_counter() - start
-        if not res.ok:  # no stale feedback of an earlier run may be handed out for a failed submission
-            shutil.rmtree(course.feedback_dir / student / ASSIGNMENT, ignore_errors=True)
-        status[student] = {"status": res.status, "notes": res.notes, "seconds": round(res.seconds, 2)}
+    results: dict[str, Result] = {}
+
+    def finish(res: Result) -> None:
+        if not res.ok:  # no stale output of an earlier run may be handed out for a failed submission
+            shutil.rmtree(course.autograded / res.student / ASSIGNMENT, ignore_errors=True)
+            shutil.rmtree(course.feedback_dir / res.student / ASSIGNMENT, ignore_errors=True)
+        status[res.student] = {"status": res.status, "notes": res.notes, "seconds": round(res.seconds, 2)}
         course.write_status(status)
-        results.append(res)
+        results[res.student] = res
         if progress is not None:
             progress(res)
-    return results
+
+    work = Path(tempfile.mkdtemp(prefix="lrdiff-autograde-"))
+    os.chmod(work, 0o711)  # the workers' temp folders in it must be reachable (see _Job.tmpdir); not listable
+    running: list[_Job] = []
+    try:
+        snapshot = None
+        if db is not None:
+            snapshot = work / "gradebook.db"
+            _snapshot(db, snapshot)  # the assignment as registered, and what people entered before this run
+        pending: list[_Job] = []
+        for i, student in enumerate(todo):
+            start = time.perf_counter()
+            problem, notes = _precheck(course, student)
+            if problem is not None:
+                finish(Result(student, f"{FAILED}: {problem}", time.perf_counter() - start, notes))
+                continue
+            folder = work / f"{i:05d}"
+            url = course.db_url
+            if snapshot is not None:
+                url = f"sqlite:///{folder / 'gradebook.db'}"
+            pending.append(_Job(student, notes, folder, url))
+        pending.reverse()
+        while pending or running:
+            while pending and len(running) < jobs:
+                job = pending.pop()
+                job.folder.mkdir(mode=0o700)
+                if snapshot is not None:
+                    shutil.copyfile(snapshot, job.folder / "gradebook.db")
+                job.launch(course)
+                running.append(job)
+            done = [(job, state) for job in running if (state := job.outcome(time_limit)) is not None]
+            if not done:
+                time.sleep(0.1)
+                continue
+            for job, state in done:
+                running.remove(job)
+                if state == GRADED and snapshot is not None:
+                    try:
+                        _merge_grades(course, job.gradebook_url, job.student)
+                    except Exception as err:  # noqa: BLE001 (any database error fails this student only)
+                        state = f"{FAILED}: could not copy the grades into the gradebook ({type(err).__name__}: {err})"
+                finish(Result(job.student, state, time.perf_counter() - job.start, job.notes))
+                _rmtree(job.folder)
+                _rmtree(job.tmpdir)
+    finally:
+        for job in running:  # interrupted (Ctrl-C): no orphan grading a student
+            job.kill()
+        _rmtree(work)
+    return [results[s] for s in todo]
 
 
 # ------------------------------------------------------------------------------------------------ feedback

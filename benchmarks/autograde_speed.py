@@ -1,83 +1,309 @@
-"""How long does autograding take per submission? Grades a batch (default 20) in a scratch copy of the course.
+"""Submissions per minute: serial nbgrader against the course's parallel grader, sandbox on, same batch.
 
-    .venv/bin/python benchmarks/autograde_speed.py             # 20 submissions, all three notebooks
-    .venv/bin/python benchmarks/autograde_speed.py -n 5 --notebooks exercises quiz
+    .venv/bin/python benchmarks/autograde_speed.py               # 40 submissions, all three notebooks
+    .venv/bin/python benchmarks/autograde_speed.py --n 8 --jobs 2 --keep
 
-The batch mixes the reference solution, the blank release and the wrong answers of
-``tests/fixtures/submissions/variants.py``, as a real class would. Prints each submission's time and a summary.
-Timings depend on the machine's load: the course's CI machine has 2 cores shared with other jobs.
+Builds a batch (default 40) of submissions the way a class hands them in (``autograder.testing``: the release
+notebooks with answers filled in): the reference solution, the wrong answers of
+``tests/fixtures/submissions/variants.py``, the blank release, and hostile ones (see ``HOSTILE``). Then
+grades the same batch twice, each in its own scratch copy of the course (``testing.copy_course``):
+
+(a) serial nbgrader: ``nbgrader autograde lrdiff --force``, one process for the whole batch, with a config that
+    loads the course's ``autograder/nbgrader_config.py`` and calls ``autograder.sandbox.use_sandbox(c)``
+    (the same grading as the course's grader, one student after another);
+(b) the course's grader: ``python -m autograder autograde --jobs N`` (default: every core).
+
+Prints submissions per minute for both, side by side, and each student's outcome under both, so that a reader
+sees what the hostile submissions got. It asserts nothing about speed: timings depend on the machine and its
+load (the course's CI machine has 2 cores shared with other jobs). Release and collect are not timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import runpy
-import statistics
+import shutil
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import NOTEBOOKS, pipeline, testing  # noqa: E402
+from autograder import ASSIGNMENT, NOTEBOOKS, pipeline, testing  # noqa: E402
+
+VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
+
+_STRIP_ASSERTS = '''
+from IPython import get_ipython
+
+def _no_checks(lines):
+    """Drop every line that checks something, before the cell runs."""
+    return [ln for ln in lines if not ln.lstrip().startswith(("assert", "grading."))]
+
+get_ipython().input_transformers_post.append(_no_checks)
+'''
+
+_PATCH_CHECKS = '''
+from lrdiff_helpers import grading as _grading
+
+for _name in dir(_grading):
+    if _name.startswith(("check_", "assert_")):
+        setattr(_grading, _name, lambda *args, **kwargs: None)
+'''
+
+_STEAL = '''
+import json, pathlib
+
+def _steal(grade_id):
+    for up in range(1, 8):
+        path = pathlib.Path("../" * up) / "source" / "lrdiff" / "exercises.ipynb"
+        if path.is_file():
+            for cell in json.loads(path.read_text())["cells"]:
+                if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+                    return "".join(cell["source"])
+    return None
+
+_code = _steal(GRADE_ID)
+if _code:
+    exec(_code)
+'''
+
+_MEMORY_BOMB = '''
+_hog = []
+while True:
+    _hog.append(bytearray(256 * 2**20))
+'''
+
+_FORK_BOMB = '''
+import os, time
+
+_me = os.getpid()
+for _ in range(200):  # every process forks again: 2**n processes, up to the sandbox's process limit
+    try:
+        os.fork()
+    except OSError:
+        break
+if os.getpid() != _me:
+    time.sleep(10)
+    os._exit(0)
+'''
+
+#: kind -> (what it does, how the exercises' answer cells are built from the solutions)
+HOSTILE = {
+    "strip_asserts": ("wrong answers, and an input transformer that deletes assert and grading.* lines",
+                      "wrong", _STRIP_ASSERTS, "before"),
+    "patch_checks": ("wrong answers, and the grading module's check functions replaced by no-ops",
+                     "wrong", _PATCH_CHECKS, "before"),
+    "steal_source": ("every answer read from ../../../source/lrdiff/exercises.ipynb", "steal", "", ""),
+    "os_exit": ("correct answers; os._exit(1) in the first answer cell", "ref", "import os\nos._exit(1)", "after"),
+    "memory_bomb": ("correct answers; the first answer cell allocates until it fails", "ref", _MEMORY_BOMB,
+                    "after"),
+    "fork_bomb": ("correct answers; the first answer cell forks until the process limit", "ref", _FORK_BOMB,
+                  "after"),
+    "print_20mb": ("correct answers; the first answer cell prints 20 MB", "ref", 'print("x" * 20_000_000)',
+                   "after"),
+}
+#: The order kinds are dealt in: a small batch (--n 8) still gets most hostile kinds.
+KINDS = ["ref", "strip_asserts", "wrong", "steal_source", "os_exit", "patch_checks", "memory_bomb", "fork_bomb",
+         "print_20mb", "wrong2", "blank"]
 
 
-def _batch(n: int, notebooks: list[str]) -> dict[str, dict]:
-    variants = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
-    sols = {nb: testing.solutions(nb) for nb in NOTEBOOKS}
-    kinds = [
-        ("ref", {}),
-        ("wrong", {gid: code for gid, (_, code, _) in variants["WRONG"].items()}),
-        ("blank", None),
-        ("wrong2", {gid: code for gid, (_, code, _) in variants["WRONG_2"].items()} | variants["WARNS"]),
-    ]
+def _answers(table: str) -> dict[str, str]:
+    return {gid: code for gid, (_, code, _) in VARIANTS[table].items()}
+
+
+def _exercises(kind: str) -> dict[str, str] | None:
+    """The exercises' answer cells of a submission of ``kind`` (``None``: the blank release)."""
+    sols = testing.solutions("exercises")
+    if kind == "ref":
+        return sols
+    if kind == "wrong":
+        return {**sols, **_answers("WRONG")}
+    if kind == "wrong2":
+        return {**sols, **_answers("WRONG_2"), **VARIANTS["WARNS"]}
+    if kind == "blank":
+        return None
+    _, base, code, where = HOSTILE[kind]
+    if base == "steal":
+        return {gid: _STEAL.replace("GRADE_ID", repr(gid)) for gid in sols}
+    answers = _exercises(base)
+    first = next(iter(answers))
+    answers[first] = code + "\n\n" + answers[first] if where == "before" else answers[first] + "\n\n" + code
+    return answers
+
+
+def build_batch(n: int, notebooks: list[str]) -> dict[str, tuple[str, dict]]:
+    """student -> (kind, notebooks)."""
     out = {}
     for i in range(n):
-        kind, changes = kinds[i % len(kinds)]
+        kind = KINDS[i % len(KINDS)]
         subs = {}
         for nb in notebooks:
-            if changes is None:
+            if kind == "blank":
                 subs[nb] = testing.submission(nb, {})
+            elif nb == "exercises":
+                subs[nb] = testing.submission(nb, _exercises(kind))
+            elif kind in ("wrong", "wrong2") and nb == "quiz":
+                subs[nb] = testing.submission(nb, {**testing.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]})
             else:
-                answers = dict(sols[nb])
-                answers.update({k: v for k, v in changes.items() if k in answers})
-                subs[nb] = testing.submission(nb, answers)
-        out[f"s{i:02d}_{kind}"] = subs
+                subs[nb] = testing.submission(nb)
+        out[f"s{i:02d}_{kind}"] = (kind, subs)
     return out
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["OMP_NUM_THREADS"] = "1"  # as the course's grader gives its workers
+    env.pop("LRDIFF_GRADEBOOK_URL", None)
+    return env
+
+
+def _prepare(dst: Path, inbox: Path) -> pipeline.Course:
+    course = pipeline.Course(testing.copy_course(dst))
+    pipeline.release(course)
+    pipeline.collect(course, [inbox])
+    return course
+
+
+def _scores(course: pipeline.Course, students) -> dict[str, float | None]:
+    from nbgrader.api import MissingEntry
+
+    out: dict[str, float | None] = {}
+    with course.gradebook() as gb:
+        for s in students:
+            try:
+                out[s] = float(gb.find_submission(ASSIGNMENT, s).score)
+            except MissingEntry:
+                out[s] = None
+    return out
+
+
+def run_nbgrader(course: pipeline.Course, log: Path) -> tuple[float, set[str]]:
+    """(a): plain ``nbgrader autograde lrdiff --force`` over the batch; (seconds, students it failed)."""
+    conf = course.root / "bench_nbgrader"
+    conf.mkdir()
+    (conf / "nbgrader_config.py").write_text(textwrap.dedent(f"""\
+        # The course's configuration, and the sandbox, for plain `nbgrader autograde` (benchmark only).
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        c = get_config()
+        load_subconfig("nbgrader_config.py", path={str(course.config_dir)!r})
+        c.CourseDirectory.root = {str(course.root)!r}
+        from autograder.sandbox import use_sandbox
+        use_sandbox(c)
+        """))
+    t0 = time.perf_counter()
+    with open(log, "wb") as out:
+        subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"], cwd=conf, env=_env(),
+                       stdout=out, stderr=subprocess.STDOUT, check=False)
+    seconds = time.perf_counter() - t0
+    text = log.read_text(errors="replace")
+    failed = set(re.findall(r"There was an error processing assignment '[^']*' for student '([^']+)'", text))
+    return seconds, failed
+
+
+def run_course_grader(course: pipeline.Course, jobs: int, log: Path) -> float:
+    """(b): ``python -m autograder autograde --jobs N``, its progress lines shown as they come."""
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "autograder", "--root", str(course.root), "autograde",
+                                 "--jobs", str(jobs)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if line.startswith("["):
+                print("    " + line.rstrip()[:150], flush=True)
+        proc.wait()
+    return time.perf_counter() - t0
+
+
+def _cell(score: float | None, top: float, failed: str | None) -> str:
+    if failed:
+        return failed
+    return "not in gradebook" if score is None else f"{score:g}/{top:g}"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-n", type=int, default=20, help="submissions in the batch (default 20)")
+    p.add_argument("--n", "-n", type=int, default=40, help="submissions in the batch (default 40)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="the course grader's --jobs (default: every core, %(default)s here)")
     p.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, default=list(NOTEBOOKS))
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder (courses, logs) and print where")
     args = p.parse_args()
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    os.environ.pop("LRDIFF_GRADEBOOK_URL", None)
+    os.environ.update(_env())
+    try:
+        pipeline._require_sandbox()
+    except pipeline.InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from autograder.sandbox import opted_out
 
-    with tempfile.TemporaryDirectory(prefix="lrdiff-bench-") as tmp:
-        root = testing.copy_course(Path(tmp) / "course")
-        course = pipeline.Course(root)
-        inbox = Path(tmp) / "inbox"
-        for student, subs in _batch(args.n, args.notebooks).items():
+    if opted_out():  # fork and memory bombs unconfined would take the machine down
+        print("error: the benchmark grades fork and memory bombs: it runs only with the sandbox on", file=sys.stderr)
+        return 2
+
+    tmp = Path(tempfile.mkdtemp(prefix="lrdiff-bench-"))
+    try:
+        batch = build_batch(args.n, args.notebooks)
+        inbox = tmp / "inbox"
+        for student, (_, subs) in batch.items():
             testing.write_submission(inbox, student, subs)
-        t0 = time.perf_counter()
-        pipeline.release(course)
-        t_release = time.perf_counter() - t0
-        pipeline.collect(course, [inbox])
-        print(f"batch of {args.n} submissions ({', '.join(args.notebooks)}); release {t_release:.1f} s", flush=True)
-        t0 = time.perf_counter()
-        results = pipeline.autograde(
-            course, progress=lambda r: print(f"  {r.student:14s} {r.seconds:6.1f} s  {r.status}", flush=True))
-        total = time.perf_counter() - t0
-    secs = [r.seconds for r in results]
-    failed = [r for r in results if not r.ok]
-    print(f"autograde: {len(results)} submissions in {total:.1f} s: {total / len(results):.1f} s per submission "
-          f"(median {statistics.median(secs):.1f} s, min {min(secs):.1f} s, max {max(secs):.1f} s); "
-          f"{len(failed)} failed; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    return 1 if failed else 0
+        kinds = [k for k in KINDS if any(kind == k for kind, _ in batch.values())]
+        print(f"batch: {args.n} submissions ({', '.join(args.notebooks)}): "
+              + ", ".join(f"{k} x{sum(kind == k for kind, _ in batch.values())}" for k in kinds))
+        for k in kinds:
+            if k in HOSTILE:
+                print(f"  {k:14s} {HOSTILE[k][0]}")
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; sandbox on", flush=True)
+
+        nbg = _prepare(tmp / "nbgrader" / "course", inbox)
+        print(f"\n(a) serial nbgrader: nbgrader autograde {ASSIGNMENT} --force (one process) ...", flush=True)
+        t_a, failed_a = run_nbgrader(nbg, tmp / "nbgrader.log")
+        scores_a = _scores(nbg, batch)
+
+        ours = _prepare(tmp / "grader" / "course", inbox)
+        print(f"\n(b) course grader: python -m autograder autograde --jobs {args.jobs} ...", flush=True)
+        t_b = run_course_grader(ours, args.jobs, tmp / "grader.log")
+        status_b = json.loads(ours.status_file.read_text())
+        scores_b = _scores(ours, batch)
+
+        with ours.gradebook() as gb:
+            top = sum(float(nb.max_score) for nb in gb.find_assignment(ASSIGNMENT).notebooks
+                      if nb.name in args.notebooks)
+        print(f"\nper student (score out of {top:g}; under (a) 'nbgrader error' means nbgrader reported an error for"
+              " that student, and what its gradebook holds is shown after it)")
+        print(f"  {'student':20s} {'(a) serial nbgrader':34s} (b) course grader")
+        for student in batch:
+            a = _cell(scores_a[student], top, None)
+            if student in failed_a:
+                a = f"nbgrader error ({a})"
+            st = status_b.get(student, {}).get("status", "?")
+            b = _cell(scores_b[student], top, None if st == pipeline.GRADED else st)
+            print(f"  {student:20s} {a:34s} {b[:110]}")
+
+        n = len(batch)
+        rate_a, rate_b = n / t_a * 60, n / t_b * 60
+        print(f"\n{'':46s}{'seconds':>9s} {'submissions/min':>16s}")
+        print(f"  {'(a) serial nbgrader, sandbox on':44s}{t_a:9.1f} {rate_a:16.2f}")
+        print(f"  {f'(b) course grader, --jobs {args.jobs}, sandbox on':44s}{t_b:9.1f} {rate_b:16.2f}")
+        print(f"  speed-up (b)/(a): {rate_b / rate_a:.2f}x on {os.cpu_count()} CPUs "
+              f"(load average now {os.getloadavg()[0]:.1f})")
+        if args.keep:
+            print(f"\nkept: {tmp} (nbgrader.log, grader.log, nbgrader/course, grader/course)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

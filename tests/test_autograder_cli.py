@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import stat
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -122,8 +125,8 @@ def test_collect_again_replaces_the_earlier_copy(course, tmp_path):
         (lambda t: (t / "empty").mkdir() or t / "empty", "no <student>/ folder or <student>.zip file"),
         (lambda t: testing.write_submission(t / "in", "bad id!", {"quiz": "{}"}) and t / "in",
          "is not a usable student id"),
-        (lambda t: testing.write_submission(t / "in", "frank", {"homework": "{}"}) and t / "in",
-         "no notebook of lrdiff in it"),
+        (lambda t: (t / "in" / "frank").mkdir(parents=True) or (t / "in" / "frank" / "notes.txt").write_text("x")
+         and t / "in", "no notebook of lrdiff in it"),
     ],
 )
 def test_collect_rejects_bad_input_and_copies_nothing(course, tmp_path, make, message):
@@ -178,3 +181,166 @@ def test_failure_reason_picks_the_error_line():
                   "[ERROR] Please see the the above traceback for details on the specific errors on the above failures.",
            "error": "Traceback ...\nnbgrader.utils.NbGraderException: Please see the the above traceback"}
     assert pipeline._failure_reason(log) == "nbclient.exceptions.DeadKernelError: Kernel died"
+
+
+# ------------------------------------------------------------------------------------------------ symbolic links,
+# renamed and extra notebooks (collect and the checks autograde makes before it runs anything)
+
+STEAL = "../../source/lrdiff/exercises.ipynb"  # from inbox/<student>/ of a course copy: the instructor's solution
+
+
+def _inbox_with_links(tmp_path: Path, course: Course) -> Path:
+    inbox = tmp_path / "inbox"
+    testing.write_submission(inbox, "linker", {"quiz": "{}"})
+    os.symlink(STEAL, inbox / "linker" / "exercises.ipynb")
+    os.symlink("/etc/passwd", inbox / "linker" / "experiment.ipynb")
+    os.symlink(str(course.root / "source" / "lrdiff"), inbox / "linker" / "more")  # a linked folder
+    (inbox / "source" / "lrdiff").mkdir(parents=True)  # what STEAL points to, from inbox/linker/
+    (inbox / "source" / "lrdiff" / "exercises.ipynb").write_text('{"secret": 1}')
+    with zipfile.ZipFile(inbox / "zipper.zip", "w") as zf:
+        zf.writestr("hw/quiz.ipynb", "{}")
+        link = zipfile.ZipInfo("hw/exercises.ipynb")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    return inbox
+
+
+def test_collect_never_follows_a_symbolic_link(course, tmp_path):
+    """Is a notebook that is a symbolic link (in a folder or a zip) recorded but never read or copied?"""
+    found = {f.student: f for f in pipeline.collect(course, [_inbox_with_links(tmp_path, course)])}
+    linker, zipper = found["linker"], found["zipper"]
+    assert sorted(linker.notebooks) == ["quiz.ipynb"] and sorted(zipper.notebooks) == ["quiz.ipynb"]
+    assert linker.symlinks == {"exercises.ipynb": {"path": "exercises.ipynb", "target": STEAL},
+                               "experiment.ipynb": {"path": "experiment.ipynb", "target": "/etc/passwd"}}
+    assert zipper.symlinks == {"exercises.ipynb": {"path": "hw/exercises.ipynb", "target": "/etc/passwd"}}
+    assert any("more/" in n and "not followed" in n for n in linker.notes)
+    copied = {p.name: p.read_bytes() for p in (course.submitted / "linker" / "lrdiff").iterdir()}
+    assert list(copied) == ["quiz.ipynb"]  # nothing behind a link, no link
+    recorded = json.loads((course.submitted / "linker" / pipeline.COLLECT_FILE).read_text())
+    assert recorded["symlinks"] == linker.symlinks
+
+
+def test_a_linked_notebook_fails_to_grade_with_the_reason(course, tmp_path):
+    """Is a student whose notebook was a symbolic link "failed to grade", named, before anything runs?"""
+    pipeline.collect(course, [_inbox_with_links(tmp_path, course)])
+    problem, _ = pipeline._precheck(course, "linker")
+    assert problem.startswith(f"exercises.ipynb is a symbolic link (to '{STEAL}'); it was not read")
+    assert "experiment.ipynb is a symbolic link (to '/etc/passwd')" in problem
+    problem, _ = pipeline._precheck(course, "zipper")
+    assert problem.startswith("hw/exercises.ipynb is a symbolic link (to '/etc/passwd')")
+
+
+def test_a_link_put_in_submitted_by_hand_fails_to_grade(course, tmp_path):
+    """Is a symbolic link copied by hand into submitted/<student>/lrdiff/ (any name) never read?"""
+    testing.write_submission(tmp_path / "in", "hand", {"quiz": testing.submission("quiz", {})})
+    pipeline.collect(course, [tmp_path / "in"])
+    folder = course.submitted / "hand" / "lrdiff"
+    os.symlink("/etc/passwd", folder / "exercises.ipynb")
+    assert pipeline._precheck(course, "hand")[0] == (
+        "exercises.ipynb is a symbolic link (to '/etc/passwd'); it was not read")
+    (folder / "exercises.ipynb").unlink()
+    os.symlink("/etc", folder / "data")  # nbgrader would copy what is behind it into autograded/
+    assert pipeline._precheck(course, "hand")[0] == "data is a symbolic link (to '/etc'); it was not read"
+    (folder / "data").unlink()
+    assert pipeline._precheck(course, "hand") == (
+        None, ["no exercises.ipynb (scored 0)", "no experiment.ipynb (scored 0)"])
+
+
+def test_renamed_notebook_fails_to_grade_and_says_what_to_do(course, tmp_path):
+    """Is a missing notebook beside one that is not the assignment's reported as renamed, not scored 0?"""
+    quiz = testing.submission("quiz", {})
+    testing.write_submission(tmp_path / "in", "renamer", {"quiz": quiz, "Exercises (1)": quiz, "experiment": quiz})
+    found = pipeline.collect(course, [tmp_path / "in"])
+    assert (course.submitted / "renamer" / "lrdiff" / "Exercises (1).ipynb").is_file()  # copied, for autograde
+    reason = "no exercises.ipynb; the submission has 'Exercises (1).ipynb' (rename it and collect again)"
+    assert f"will fail to grade: {reason}" in found[0].notes
+    assert pipeline._precheck(course, "renamer") == (reason, [])
+
+
+def test_extra_notebook_is_graded_with_a_note(course, tmp_path):
+    """Is an extra notebook, with none of the assignment's missing, left out of grading with a note?"""
+    subs = {name: testing.submission(name, {}) for name in ("exercises", "quiz", "experiment")}
+    testing.write_submission(tmp_path / "in", "extra", {**subs, "scratch": "not even JSON"})
+    pipeline.collect(course, [tmp_path / "in"])
+    assert pipeline._precheck(course, "extra") == (None, ["scratch.ipynb is not a notebook of lrdiff: not graded"])
+
+
+def test_only_a_renamed_notebook_is_collected_not_refused(course, tmp_path):
+    """Does a student who renamed every notebook stay in the batch (failed to grade later), not stop collect?"""
+    testing.write_submission(tmp_path / "in", "frank", {"homework": "{}"})
+    testing.write_submission(tmp_path / "in", "grace", {"quiz": "{}"})
+    assert sorted(f.student for f in pipeline.collect(course, [tmp_path / "in"])) == ["frank", "grace"]
+    assert pipeline._precheck(course, "frank")[0].startswith("no exercises.ipynb, quiz.ipynb, experiment.ipynb; "
+                                                             "the submission has 'homework.ipynb'")
+
+
+def test_collect_again_forgets_a_recorded_link(course, tmp_path):
+    """Does collecting a fixed submission clear the record of a linked notebook?"""
+    pipeline.collect(course, [_inbox_with_links(tmp_path, course)])
+    testing.write_submission(tmp_path / "fixed", "linker", {"quiz": "{}"})
+    pipeline.collect(course, [tmp_path / "fixed"])
+    assert not (course.submitted / "linker" / pipeline.COLLECT_FILE).exists()
+    assert pipeline._precheck(course, "linker")[0].startswith("quiz.ipynb is not a valid notebook")
+
+
+# ------------------------------------------------------------------------------------------------ CLI: jobs, bundle
+
+
+def test_cli_rejects_a_bad_jobs_count(course):
+    """Are --jobs 0 and --time-limit 0 refused before anything runs?"""
+    for args in (["autograde", "--jobs", "0"], ["autograde", "--time-limit", "0"], ["all", "x", "--jobs", "-1"]):
+        proc = _cli(course.root, *args)
+        assert proc.returncode == 2 and "must be" in proc.stderr, proc.stderr
+
+
+def test_cli_autograde_reports_each_student_as_it_finishes(course, tmp_path):
+    """Does `autograde --jobs 2` print a numbered line per student and exit 1 when some failed to grade?
+    (Both students fail the checks made before grading, so no notebook runs.)"""
+    testing.write_submission(tmp_path / "in", "renamer", {"quiz": "{}", "Quiz (1)": "{}"})
+    testing.write_submission(tmp_path / "in", "linker", {"exercises": "{}"})
+    os.symlink("/etc/passwd", tmp_path / "in" / "linker" / "quiz.ipynb")
+    assert _cli(course.root, "collect", str(tmp_path / "in")).returncode == 0
+    proc = _cli(course.root, "autograde", "--jobs", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "autograde: 2 submission(s), 2 at a time" in out
+    assert "[1/2] " in out and "[2/2] " in out
+    assert "linker: failed to grade: quiz.ipynb is a symbolic link (to '/etc/passwd')" in out
+    assert ("renamer: failed to grade: no exercises.ipynb, experiment.ipynb; the submission has 'Quiz (1).ipynb'"
+            in out)
+    status = json.loads((course.root / pipeline.STATUS_FILE).read_text())
+    assert set(status) == {"linker", "renamer"}
+
+
+def test_cli_bundle_calls_build_bundle(monkeypatch, tmp_path, capsys):
+    """Does `bundle --out PATH` hand PATH (and the course root) to autograder.bundle.build_bundle?"""
+    import autograder
+    from autograder.__main__ import main
+
+    calls = []
+
+    def fake(out, root):
+        calls.append((Path(out), Path(root)))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_bytes(b"zip")
+        return Path(out)
+
+    fake_module = types.SimpleNamespace(build_bundle=fake, BundleError=RuntimeError)
+    monkeypatch.setitem(sys.modules, "autograder.bundle", fake_module)
+    monkeypatch.setattr(autograder, "bundle", fake_module, raising=False)
+    assert main(["--root", str(tmp_path), "bundle", "--out", str(tmp_path / "b.zip")]) == 0
+    assert calls == [(tmp_path / "b.zip", tmp_path.resolve())]
+    assert f"bundle: wrote {tmp_path / 'b.zip'}" in capsys.readouterr().out
+    calls.clear()
+    assert main(["--root", str(tmp_path), "bundle"]) == 0  # the default: dist/lrdiff-student.zip of the course
+    assert calls == [(tmp_path.resolve() / "dist" / "lrdiff-student.zip", tmp_path.resolve())]
+
+
+@pytest.mark.skipif(not (ROOT / "autograder" / "bundle.py").exists(), reason="autograder/bundle.py not written yet")
+def test_cli_bundle_writes_the_zip(tmp_path):
+    """Does `python -m autograder bundle --out PATH` write the students' zip and say where?"""
+    out = tmp_path / "student.zip"
+    proc = _cli(ROOT, "bundle", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"bundle: wrote {out}" in proc.stdout
+    assert zipfile.is_zipfile(out)
