@@ -19,6 +19,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -608,6 +609,185 @@ def test_wall_clock_limit(sleeper: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Output the grader keeps: budgets per cell and per notebook (SandboxedExecute, CappedIOPubChannel)
+
+#: Runs in a fresh interpreter, so that its peak RSS is the grader's own: executes the flood notebook with
+#: nbgrader's (sandboxed) Execute preprocessor, then prints what each cell kept and the peak RSS as JSON.
+FLOOD_RUNNER = """\
+import json, resource, sys, time
+import nbformat
+sys.path.insert(0, sys.argv[1])
+from autograder import sandbox
+from traitlets.config import Config
+cells = json.loads(sys.argv[2])
+nb = nbformat.v4.new_notebook(
+    metadata={"kernelspec": {"name": "lrdiff", "display_name": "Python (lrdiff)", "language": "python"}})
+nb.cells = [nbformat.v4.new_code_cell(code, metadata={"name": name}) for name, code in cells]
+c = Config()
+c.SandboxedKernelManager.unsafe_no_sandbox = False
+c.Execute.timeout = int(sys.argv[3])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.monotonic()
+failure = None
+try:
+    sandbox.SandboxedExecute(config=c).preprocess(nb, {"metadata": {"path": sys.argv[4]}})
+except Exception as err:
+    failure = f"{type(err).__name__}: {err}"[:2000]
+print(json.dumps({
+    "cells": {cell.metadata["name"]: cell.outputs for cell in nb.cells},
+    "failure": failure,
+    "seconds": time.monotonic() - t0,
+    "rss_before_mb": before / 1024,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+EVIDENCE = sandbox.EVIDENCE_MIME
+FLOOD_CELLS = [
+    ("hello", "print('hello')"),
+    ("print_100mb", "print('x' * 10**8)"),
+    ("print_loop", "while True:\n    print('x' * 10**6)"),  # stopped by the cell timeout
+    ("after_loop", "print('alive')"),
+    (
+        "kernel_memory",
+        "import gc, json\ngc.collect()\n"
+        "status = dict(line.split(':', 1) for line in open('/proc/self/status') if ':' in line)\n"
+        "print(json.dumps({'rss_mb': int(status['VmRSS'].split()[0]) // 1024}))",
+    ),
+    (
+        "evidence",
+        "import json\nfrom IPython.display import display\n"
+        "print('y' * 3 * 10**6)\n"
+        f"display({{{EVIDENCE!r}: json.dumps({{'probe': 'ok', 'pad': 'p' * 500_000}})}}, raw=True)\n"
+        f"display({{{EVIDENCE!r}: json.dumps({{'probe': 'too big', 'pad': 'p' * 1_500_000}})}}, raw=True)\n"
+        "print('not kept')",
+    ),
+    ("huge_display", "from IPython.display import display\ndisplay({'text/plain': 'd' * 10**7}, raw=True)"),
+    (
+        "updates",
+        "from IPython.display import display, update_display\n"
+        "display({'text/plain': 'a'}, raw=True, display_id='u')\n"
+        "for _ in range(30):\n"
+        "    update_display({'text/plain': 'b' * 10**6}, raw=True, display_id='u')\n"
+        "update_display({'text/plain': 'c' * 3 * 10**6}, raw=True, display_id='u')  # over the cell budget",
+    ),
+    (
+        "error_flood",
+        "k = get_ipython().kernel\n"
+        "for i in range(200):  # raw error messages, as a hostile kernel could send them\n"
+        "    k.session.send(k.iopub_socket, 'error', {'ename': 'E', 'evalue': 'v' * 100_000, 'traceback': []},\n"
+        "                   parent=k.get_parent(), ident=b'error')\n"
+        "raise ValueError('w' * 10**7)",
+    ),
+    ("stderr", "import sys\nprint('e' * 3 * 10**6, file=sys.stderr)"),
+    ("done", "print('done')"),
+]
+
+
+@pytest.fixture(scope="module")
+def flood(sandbox_works: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The flood notebook, executed once by nbgrader's sandboxed Execute in a separate grader process."""
+    folder = tmp_path_factory.mktemp("flood")
+    proc = subprocess.run(
+        [sys.executable, "-c", FLOOD_RUNNER, str(ROOT), json.dumps(FLOOD_CELLS), "8", str(folder)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\nflood notebook: {result['seconds']:.1f} s, grader peak RSS {result['peak_rss_mb']:.0f} MB "
+          f"(after imports {result['rss_before_mb']:.0f} MB)")  # fmt: skip
+    return result
+
+
+def stream_text(outputs: list[dict[str, Any]], name: str = "stdout") -> str:
+    return "".join(o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == name)
+
+
+def kept_bytes(outputs: list[dict[str, Any]]) -> int:
+    return len(json.dumps(outputs))
+
+
+NOTE = "[output truncated by the grader: more than 2 MB]"
+
+
+@pytest.mark.slow
+def test_flood_is_graded_with_bounded_memory(flood: dict[str, Any]) -> None:
+    """Do a 100 MB print and an endless print loop leave the grader's memory bounded (peak RSS well under what
+    one such print costs to keep), with the notebook executed to its last cell?"""
+    assert flood["failure"] is None
+    assert stream_text(flood["cells"]["done"]) == "done\n"
+    assert flood["peak_rss_mb"] < flood["rss_before_mb"] + 250, f"grader peak RSS {flood['peak_rss_mb']:.0f} MB"
+
+
+@pytest.mark.slow
+def test_big_print_becomes_a_note(flood: dict[str, Any]) -> None:
+    """Is a 100 MB print dropped, with one short note on stdout (not stderr: nbgrader scores stderr 0)?"""
+    outs = flood["cells"]["print_100mb"]
+    assert stream_text(outs) == NOTE + "\n"
+    assert stream_text(outs, "stderr") == ""
+    assert stream_text(flood["cells"]["hello"]) == "hello\n"
+
+
+@pytest.mark.slow
+def test_print_loop_is_cut_at_the_cell_budget(flood: dict[str, Any]) -> None:
+    """Does a print loop keep its first 2 MB and one note, get interrupted by the timeout, and the next cell
+    run?"""
+    outs = flood["cells"]["print_loop"]
+    text = stream_text(outs)
+    assert text.endswith(NOTE + "\n") and text.count(NOTE) == 1
+    assert 1 << 20 < len(text) <= (2 << 20) + 100
+    assert set(text[: -len(NOTE) - 2].replace("\n", "")) == {"x"}
+    assert "KeyboardInterrupt" in [o.get("ename") for o in outs]  # interrupted by the cell timeout
+    assert stream_text(flood["cells"]["after_loop"]) == "alive\n"
+
+
+@pytest.mark.slow
+def test_kernel_keeps_no_copy_of_its_output(flood: dict[str, Any]) -> None:
+    """After printing 100 MB and looping on prints for 8 s, is the kernel's own memory small (IPython 9 would
+    keep a copy of every printed string: gigabytes, then MemoryError in every later cell)?"""
+    assert json.loads(stream_text(flood["cells"]["kernel_memory"]))["rss_mb"] < 500
+
+
+@pytest.mark.slow
+def test_evidence_is_exempt_from_the_cell_budget(flood: dict[str, Any]) -> None:
+    """Is a grading-evidence output of up to 1 MB kept after the cell's prints used up its budget, while a
+    larger one, and further prints, are dropped?"""
+    outs = flood["cells"]["evidence"]
+    evidence = [json.loads(o["data"][EVIDENCE]) for o in outs if EVIDENCE in o.get("data", {})]
+    assert [e["probe"] for e in evidence] == ["ok"]
+    text = stream_text(outs)
+    assert text.count(NOTE) == 1 and "not kept" not in text
+
+
+@pytest.mark.slow
+def test_huge_display_and_display_updates_are_bounded(flood: dict[str, Any]) -> None:
+    """Is a 10 MB display dropped with a note, and a display update larger than the cell budget ignored
+    (the display keeps its last update that fitted)?"""
+    assert stream_text(flood["cells"]["huge_display"]) == NOTE + "\n"
+    outs = flood["cells"]["updates"]
+    (display,) = [o for o in outs if o["output_type"] == "display_data"]
+    assert display["data"]["text/plain"] == "b" * 10**6
+
+
+@pytest.mark.slow
+def test_errors_are_kept_cut_and_bounded(flood: dict[str, Any]) -> None:
+    """Is the cell's own error kept (its name, so nbgrader scores the cell as failing) and cut to about
+    64 KB, while a flood of raw error messages keeps no more than the cell budget?"""
+    outs = flood["cells"]["error_flood"]
+    errors = [o for o in outs if o["output_type"] == "error"]
+    assert "ValueError" in [e["ename"] for e in errors]
+    assert all(len(json.dumps(e)) < 80_000 for e in errors)
+    assert kept_bytes(outs) < (2 << 20) + 200_000
+
+
+@pytest.mark.slow
+def test_stderr_past_the_budget_is_cut_with_a_stdout_note(flood: dict[str, Any]) -> None:
+    """Is a 3 MB write to stderr cut at 2 MB, with the note on stdout?"""
+    outs = flood["cells"]["stderr"]
+    assert stream_text(outs) == NOTE + "\n"
+    assert (1 << 20) < len(stream_text(outs, "stderr")) <= (2 << 20) + 100
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Without starting a kernel
 
 
@@ -670,3 +850,136 @@ def test_nbgrader_config_swaps_execute() -> None:
     assert len(pps) == len(defaults) and Execute not in pps
     assert pps[defaults.index(Execute)] is sandbox.SandboxedExecute
     assert sandbox.SandboxedExecute().kernel_manager_class is sandbox.SandboxedKernelManager
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output budgets, without a kernel
+
+MIB = 1 << 20
+
+
+def test_cell_budget_cuts_once_with_a_note() -> None:
+    """Does a cell keep outputs up to its budget, cut the one that crosses it, note it once and keep
+    nothing more, while the next cell starts afresh?"""
+    b = sandbox.OutputBudget(2 * MIB, 20 * MIB)
+    assert b.admit(0, MIB) == (MIB, None)
+    keep, note = b.admit(0, 3 * MIB)
+    assert keep == MIB and note == "[output truncated by the grader: more than 2 MB]\n"
+    assert b.admit(0, 10) == (0, None)
+    assert b.admit(1, MIB) == (MIB, None)
+
+
+def test_notebook_budget() -> None:
+    """Does the notebook stop keeping outputs past its budget, saying so, in every later cell?"""
+    b = sandbox.OutputBudget(2 * MIB, 5 * MIB)
+    for cell in range(2):
+        assert b.admit(cell, 2 * MIB) == (2 * MIB, None)
+    keep, note = b.admit(2, 2 * MIB)
+    assert keep == MIB and "more than 5 MB in this notebook" in note
+    assert b.admit(3, 10) == (0, b._note(False))
+
+
+def test_evidence_exempt_from_cell_budget_only() -> None:
+    """Is an evidence output of up to 1 MB kept in a cell over budget, counted against the notebook, and not
+    pushed out by prints? Is a larger one treated as an ordinary output?"""
+    b = sandbox.OutputBudget(2 * MIB, 6 * MIB)
+    b.admit(0, 3 * MIB)  # the cell is over budget
+    assert b.admit(0, MIB // 2, evidence=True) == (MIB // 2, None)
+    assert b.admit(0, 2 * MIB, evidence=True) == (0, None)
+    for cell in range(1, 4):
+        b.admit(cell, 2 * MIB)  # prints fill the notebook
+    assert b.admit(9, MIB, evidence=True) == (MIB, None)
+    assert b.notebook_used >= 6 * MIB
+
+
+def test_errors_always_kept_but_bounded() -> None:
+    """Is an error kept past the budget (a failing cell must still fail), but only one per cell?"""
+    b = sandbox.OutputBudget(2 * MIB, 20 * MIB)
+    b.admit(0, 3 * MIB)
+    assert b.admit_error(0, 60_000) and not b.admit_error(0, 60_000)
+    assert b.admit_error(1, 60_000) and b.admit_error(1, 60_000)  # within budget: all kept
+
+
+def test_clear_output_frees_the_budget() -> None:
+    """Does clear_output give a cell (and the notebook) its budget back, so a progress display that
+    redraws itself is never cut?"""
+    b = sandbox.OutputBudget(2 * MIB, 3 * MIB)
+    for _ in range(10):
+        assert b.admit(0, MIB) == (MIB, None)
+        b.cleared(0)
+    assert b.notebook_used == 0
+
+
+def test_truncate_error_keeps_name_and_last_frames() -> None:
+    """Is a huge error cut to about the limit, keeping its name, the start of its value and the traceback's
+    last entries (where the error is), while a normal one is untouched?"""
+    small = {"ename": "ValueError", "evalue": "bad", "traceback": ["a", "b"]}
+    sandbox.truncate_error(small, 64 << 10)
+    assert small == {"ename": "ValueError", "evalue": "bad", "traceback": ["a", "b"]}
+    big = {"ename": "ValueError", "evalue": "v" * 10**6, "traceback": [f"frame {i} " + "t" * 1000 for i in range(1000)]}
+    sandbox.truncate_error(big, 64 << 10)
+    assert big["ename"] == "ValueError" and big["evalue"].startswith("vvv")
+    assert len(json.dumps(big)) < 80_000
+    assert big["traceback"][-1].startswith("frame 999 ") and "cut by the grader" in big["traceback"][0]
+
+
+def test_output_size_handles_deep_nesting() -> None:
+    """Does measuring a deeply nested JSON output work (no recursion error)?"""
+    deep: Any = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    assert sandbox.output_size(deep) == 8 * 100_000 + 1
+
+
+def test_execute_caps_messages_from_its_budgets() -> None:
+    """Does the sandboxed Execute hand its kernel manager a message cap of twice its largest output, and its
+    kernel client the capped IOPub channel?"""
+    ex = sandbox.SandboxedExecute(kernel_name=KERNEL)
+    km = ex.create_kernel_manager()
+    assert km.max_message_mb == 2 * 2 + 0.25
+    kc = km.client()
+    assert isinstance(kc, sandbox.CappedKernelClient) and kc.max_message_bytes == int(4.25 * MIB)
+
+
+def test_capped_channel_drops_big_messages_unread() -> None:
+    """Does the capped IOPub channel decode a small message, replace one over its cap by a stand-in (an error
+    keeping its name and its cell), and drop the outputs of a cell over budget from the header alone?"""
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
+    async def exchange() -> list[dict[str, Any]]:
+        ctx = zmq.asyncio.Context()
+        pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+        port = pub.bind_to_random_port("tcp://127.0.0.1")
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(f"tcp://127.0.0.1:{port}")
+        await asyncio.sleep(0.3)  # the subscription reaches the publisher
+        session = Session(key=b"secret")
+        channel = sandbox.CappedIOPubChannel(sub, session)
+        channel.max_bytes = MIB
+        parent = {"msg_id": "cell-1"}
+        sent = [
+            ("stream", {"name": "stdout", "text": "hello"}, parent),
+            ("stream", {"name": "stdout", "text": "x" * (3 * MIB)}, parent),
+            ("error", {"traceback": ["t" * (2 * MIB)], "ename": "ValueError", "evalue": "v"}, parent),
+            ("stream", {"name": "stdout", "text": "skipped"}, {"msg_id": "cell-over"}),
+            ("status", {"execution_state": "idle"}, {"msg_id": "cell-over"}),
+        ]
+        channel.skip_parents.add("cell-over")
+        for msg_type, content, par in sent:
+            session.send(pub, msg_type, content, parent=par)
+        got = [await channel.get_msg(timeout=10) for _ in sent]
+        for s in (pub, sub):
+            s.close(linger=0)
+        ctx.term()
+        return got
+
+    small, big, error, skipped, status = asyncio.run(exchange())
+    assert small["content"]["text"] == "hello" and sandbox.DROPPED not in small
+    assert big["msg_type"] == sandbox.DROPPED_TYPE and big[sandbox.DROPPED] > 3 * MIB
+    assert big["parent_header"]["msg_id"] == "cell-1" and big["content"] == {}
+    assert error["msg_type"] == "error" and error["content"]["ename"] == "ValueError"
+    assert error["parent_header"]["msg_id"] == "cell-1"
+    assert skipped["msg_type"] == sandbox.DROPPED_TYPE
+    assert status["content"] == {"execution_state": "idle"}  # not an output: read whatever the budget
