@@ -66,6 +66,10 @@ class JudgeTestCells(NbGraderPreprocessor):
         from .checks import judge
 
         sources = [c.source for c in nb.cells if c.cell_type == "code" and STASH not in c.metadata]
+        probes = [c.source for c in nb.cells if STASH in c.metadata]
+        for cell in nb.cells:  # student code that printed a probe (from IPython's In, a hook): not for feedback
+            if cell.cell_type == "code" and STASH not in cell.metadata:
+                cell.outputs = [_scrubbed(o, probes) for o in cell.get("outputs", [])]
         for cell in nb.cells:
             if STASH not in cell.metadata:
                 continue
@@ -78,6 +82,22 @@ class JudgeTestCells(NbGraderPreprocessor):
             cell.outputs = [_verdict_output(verdict.ok, verdict.message)]
             self.log.info("%s: %s", grade_id, "passed" if verdict.ok else "failed")
         return nb, resources
+
+
+_PROBE_MARKERS = ("_lrdiff_evidence", "lrdiff_helpers import evidence")
+
+
+def _scrubbed(output: NotebookNode, probes: list[str]) -> NotebookNode:
+    """The output, or a note in its place when it shows a probe's code or cases (hidden cases included)."""
+    parts = [output.get("text", ""), output.get("evalue", ""), *output.get("traceback", [])]
+    parts += [v if isinstance(v, str) else "".join(v) if isinstance(v, list) else ""
+              for v in output.get("data", {}).values()]
+    text = "".join(p if isinstance(p, str) else "".join(p) for p in parts)
+    lines = {ln.strip() for probe in probes for ln in probe.splitlines()[2:] if len(ln.strip()) > 40}
+    if not any(m in text for m in _PROBE_MARKERS) and not any(ln in text for ln in lines):
+        return output
+    return from_dict({"output_type": "stream", "name": "stdout",
+                      "text": "[output removed by the grader: it showed the grader's code]\n"})
 
 
 def _verdict_output(ok: bool, message: str) -> NotebookNode:

@@ -330,8 +330,29 @@ def find_submissions(paths: Sequence[str | Path]) -> list[Found]:
     return found
 
 
+_COPY_SUFFIX = re.compile(r"([ _-]*(\(\d+\)|copy\d*|kopie|\d+))+$")
+
+
+def _stem_of(name: str) -> str:
+    """``'quiz'`` for ``'Quiz (1).ipynb'``, ``'quiz-Copy1.ipynb'``, ``'QUIZ copy.ipynb'``: a notebook's name as a
+    download or a file manager may have changed it."""
+    stem = name[: -len(".ipynb")] if name.lower().endswith(".ipynb") else name
+    return _COPY_SUFFIX.sub("", stem.strip().lower()).strip(" _-")
+
+
+def _renamed(missing: Sequence[str], extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(missing notebooks, stray notebooks) that look renamed: a stray whose name is a missing one's as a
+    download or file manager changes it (``Quiz (1).ipynb``), or every stray when none of the assignment's
+    notebooks is there. Empty lists when nothing looks renamed (a stray ``scratch.ipynb`` beside the rest)."""
+    if missing and extra and len(missing) == len(NOTEBOOKS):
+        return list(missing), list(extra)
+    by_stem = {_stem_of(m): m for m in missing}
+    strays = [e for e in extra if _stem_of(e) in by_stem]
+    return sorted({by_stem[_stem_of(e)] for e in strays}, key=list(missing).index), strays
+
+
 def _renamed_reason(missing: Sequence[str], extra: Sequence[str]) -> str:
-    """Why a submission with an assignment notebook missing and another notebook present is not graded."""
+    """Why a submission with an assignment notebook missing and a renamed copy of it present is not graded."""
     return (f"no {', '.join(missing)}; the submission has {', '.join(repr(e) for e in extra)} "
             "(rename it and collect again)")
 
@@ -362,8 +383,9 @@ def collect(course: Course, paths: Sequence[str | Path]) -> list[Found]:
         else:
             marker.unlink(missing_ok=True)
         missing = sorted(f"{n}.ipynb" for n in NOTEBOOKS if f"{n}.ipynb" not in f.notebooks | f.symlinks)
-        if missing and f.extra:
-            f.notes.append(f"will fail to grade: {_renamed_reason(missing, sorted(f.extra))}")
+        gone, renamed = _renamed(missing, sorted(f.extra))
+        if renamed:
+            f.notes.append(f"will fail to grade: {_renamed_reason(gone, renamed)}")
         elif missing:
             f.notes.append(f"no {', '.join(missing)} (scored 0)")
     return found
@@ -498,8 +520,9 @@ def _precheck(course: Course, student: str) -> tuple[str | None, list[str]]:
         return "; ".join(problems), []
     missing = [n for n in wanted if n not in present]
     extra = sorted(present - set(wanted))
-    if missing and extra:
-        return _renamed_reason(missing, extra), []
+    gone, renamed = _renamed(missing, extra)
+    if renamed:
+        return _renamed_reason(gone, renamed), []
     notes = [f"no {n} (scored 0)" for n in missing]
     notes += [f"{e} is not a notebook of {ASSIGNMENT}: not graded" for e in extra]
     problems = [p for p in (_notebook_problem(folder / n) for n in wanted if n in present) if p]

@@ -257,6 +257,17 @@ def test_renamed_notebook_fails_to_grade_and_says_what_to_do(course, tmp_path):
     assert pipeline._precheck(course, "renamer") == (reason, [])
 
 
+def test_a_stray_notebook_of_another_name_is_not_taken_for_a_renamed_one(course, tmp_path):
+    """Is a scratch notebook beside a submission that lacks one notebook a note, with the missing one 0?"""
+    testing.write_submission(tmp_path / "in", "partial", {"quiz": testing.submission("quiz", {}), "scratch": "{}"})
+    pipeline.collect(course, [tmp_path / "in"])
+    assert pipeline._precheck(course, "partial") == (None, [
+        "no exercises.ipynb (scored 0)", "no experiment.ipynb (scored 0)",
+        "scratch.ipynb is not a notebook of lrdiff: not graded"])
+    assert [pipeline._stem_of(n) for n in ("Quiz (1).ipynb", "quiz-Copy1.ipynb", "QUIZ copy.ipynb", "quiz_2.ipynb")] \
+        == ["quiz"] * 4
+
+
 def test_extra_notebook_is_graded_with_a_note(course, tmp_path):
     """Is an extra notebook, with none of the assignment's missing, left out of grading with a note?"""
     subs = {name: testing.submission(name, {}) for name in ("exercises", "quiz", "experiment")}
@@ -296,7 +307,7 @@ def test_cli_rejects_a_bad_jobs_count(course):
 def test_cli_autograde_reports_each_student_as_it_finishes(course, tmp_path):
     """Does `autograde --jobs 2` print a numbered line per student and exit 1 when some failed to grade?
     (Both students fail the checks made before grading, so no notebook runs.)"""
-    testing.write_submission(tmp_path / "in", "renamer", {"quiz": "{}", "Quiz (1)": "{}"})
+    testing.write_submission(tmp_path / "in", "renamer", {"exercises": "{}", "Quiz (1)": "{}"})
     testing.write_submission(tmp_path / "in", "linker", {"exercises": "{}"})
     os.symlink("/etc/passwd", tmp_path / "in" / "linker" / "quiz.ipynb")
     assert _cli(course.root, "collect", str(tmp_path / "in")).returncode == 0
@@ -306,8 +317,7 @@ def test_cli_autograde_reports_each_student_as_it_finishes(course, tmp_path):
     assert "autograde: 2 submission(s), 2 at a time" in out
     assert "[1/2] " in out and "[2/2] " in out
     assert "linker: failed to grade: quiz.ipynb is a symbolic link (to '/etc/passwd')" in out
-    assert ("renamer: failed to grade: no exercises.ipynb, experiment.ipynb; the submission has 'Quiz (1).ipynb'"
-            in out)
+    assert "renamer: failed to grade: no quiz.ipynb; the submission has 'Quiz (1).ipynb'" in out
     status = json.loads((course.root / pipeline.STATUS_FILE).read_text())
     assert set(status) == {"linker", "renamer"}
 

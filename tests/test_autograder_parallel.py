@@ -187,7 +187,7 @@ def test_links_and_renamed_notebooks_fail_before_anything_runs(batch):
     """Are a linked notebook and a renamed one "failed to grade" with the reason, with nothing graded?"""
     status = {r.student: r.status for r in batch["parallel"]}
     assert status["linker"] == f"{FAILED}: exercises.ipynb is a symbolic link (to '{STEAL}'); it was not read"
-    assert status["renamer"] == (f"{FAILED}: no exercises.ipynb, experiment.ipynb; the submission has "
+    assert status["renamer"] == (f"{FAILED}: no exercises.ipynb; the submission has "
                                  "'Exercises (1).ipynb' (rename it and collect again)")
     for s in ("linker", "renamer"):
         assert not (batch["course"].autograded / s).exists()

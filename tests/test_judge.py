@@ -169,6 +169,20 @@ def test_cells_put_back_with_plain_dict_metadata_are_probed():
     assert nb.cells[0]["source"] == "visible" and nb.cells[0]["outputs"][0]["name"] == "stdout"
 
 
+def test_outputs_that_show_a_probe_are_removed_from_the_notebook():
+    """A later cell that prints IPython's In (the probes, hidden cases included) gets a note, not the code."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [_test_cell("two_group_sgd_lrs", "visible"), nbformat.v4.new_code_cell("print(In)")]
+    nb, _ = ProbeTestCells().preprocess(nb, {})
+    probe = nb.cells[0].source
+    nb.cells[0].outputs = [nbformat.from_dict(_output(_honest()))]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=repr([probe])),
+                           nbformat.v4.new_output("stream", name="stdout", text="fine\n")]
+    nb, _ = JudgeTestCells().preprocess(nb, {})
+    texts = [o.text for o in nb.cells[1].outputs]
+    assert texts == ["[output removed by the grader: it showed the grader's code]\n", "fine\n"]
+
+
 def test_feedback_drops_hidden_test_blocks():
     cell = _test_cell("x", 'check(a)\n### BEGIN HIDDEN TESTS\nassert secret == 42\n### END HIDDEN TESTS\nafter()\n')
     cell, _ = StripHiddenTests().preprocess_cell(cell, {}, 0)
