@@ -58,23 +58,6 @@ for _name in dir(_grading):
         setattr(_grading, _name, lambda *args, **kwargs: None)
 '''
 
-_STEAL = '''
-import json, pathlib
-
-def _steal(grade_id):
-    for up in range(1, 8):
-        path = pathlib.Path("../" * up) / "source" / "lrdiff" / "exercises.ipynb"
-        if path.is_file():
-            for cell in json.loads(path.read_text())["cells"]:
-                if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
-                    return "".join(cell["source"])
-    return None
-
-_code = _steal(GRADE_ID)
-if _code:
-    exec(_code)
-'''
-
 _MEMORY_BOMB = '''
 _hog = []
 while True:
@@ -132,7 +115,7 @@ def _exercises(kind: str) -> dict[str, str] | None:
         return None
     _, base, code, where = HOSTILE[kind]
     if base == "steal":
-        return {gid: _STEAL.replace("GRADE_ID", repr(gid)) for gid in sols}
+        return {gid: testing.steal_source_answer(gid) for gid in sols}
     answers = _exercises(base)
     first = next(iter(answers))
     answers[first] = code + "\n\n" + answers[first] if where == "before" else answers[first] + "\n\n" + code

@@ -19,24 +19,10 @@ import pytest
 from autograder import testing
 from autograder.sandbox import sandbox_available
 
-CHEAT = '''import json, pathlib
-
-def _steal(grade_id):
-    for up in range(1, 8):
-        path = pathlib.Path("../" * up) / "source" / "lrdiff" / "exercises.ipynb"
-        if path.is_file():
-            for cell in json.loads(path.read_text())["cells"]:
-                if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
-                    return "".join(cell["source"])
-    return None
-
-_code = _steal("two_group_sgd")
-if _code:
-    exec(_code)
-else:
-    def two_group_sgd(model, part1_lr, part2_lr, momentum=0.9):
-        raise NotImplementedError()
-'''
+CHEAT = testing.steal_source_answer("two_group_sgd", """
+def two_group_sgd(model, part1_lr, part2_lr, momentum=0.9):
+    raise NotImplementedError()
+""")
 
 
 def test_the_cheat_works_where_the_source_is_readable(tmp_path):
