@@ -102,7 +102,9 @@ def _model(case: Case):
 
 
 def _map(case: Case, ev: dict):
-    return _ev().groupmap_from_json(ev.get("map"), _model(case)), _model(case)
+    """The case's group map from its evidence, and the model the grader built for the case (once)."""
+    model = _model(case)
+    return _ev().groupmap_from_json(ev.get("map"), model), model
 
 
 def _opt(name: str):
