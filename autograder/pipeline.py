@@ -460,11 +460,13 @@ def _require_sandbox() -> None:
         )
 
 
-def _run_app(app_cls, course: Course, student: str, sandbox: bool = False, **attrs) -> dict:
+def _run_app(app_cls, course: Course, student: str, sandbox: bool = False, extra=None, **attrs) -> dict:
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
 
     cfg = course.config()
+    if extra is not None:
+        cfg.merge(extra)
     if sandbox:  # student code runs in a bubblewrap-confined kernel (autograder/sandbox.py)
         from .sandbox import use_sandbox
 
@@ -585,21 +587,6 @@ def _merge_grades(course: Course, scratch_url: str, student: str) -> None:
             for c in snb.comments:
                 comments[c.name].auto_comment = c.auto_comment
         dst.db.commit()
-
-
-def _rmtree(path: Path) -> None:
-    """Remove a folder, whatever modes student code left in it."""
-    def retry(func, p, _exc):
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            if not os.path.islink(p) and os.path.isdir(p):
-                os.chmod(p, 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    if path.exists() or path.is_symlink():
-        shutil.rmtree(path, onerror=retry)
 
 
 def _worker_env(tmpdir: Path) -> dict[str, str]:
@@ -757,6 +744,8 @@ def autograde(
         if progress is not None:
             progress(res)
 
+    from .sandbox import _force_rmtree as rmtree  # also removes folders student code made unreadable
+
     work = Path(tempfile.mkdtemp(prefix="lrdiff-autograde-"))
     os.chmod(work, 0o711)  # the workers' temp folders in it must be reachable (see _Job.tmpdir); not listable
     running: list[_Job] = []
@@ -798,12 +787,12 @@ def autograde(
                     except Exception as err:  # noqa: BLE001 (any database error fails this student only)
                         state = f"{FAILED}: could not copy the grades into the gradebook ({type(err).__name__}: {err})"
                 finish(Result(job.student, state, time.perf_counter() - job.start, job.notes))
-                _rmtree(job.folder)
-                _rmtree(job.tmpdir)
+                rmtree(job.folder)
+                rmtree(job.tmpdir)
     finally:
         for job in running:  # interrupted (Ctrl-C): no orphan grading a student
             job.kill()
-        _rmtree(work)
+        rmtree(work)
     return [results[s] for s in todo]
 
 
@@ -824,27 +813,13 @@ def feedback(course: Course, progress=None) -> list[Result]:
         start = time.perf_counter()
         extra = Config()
         extra.HTMLExporter.template_name = "feedback"
-        out = _run_feedback(GenerateFeedback, course, student, extra)
+        out = _run_app(GenerateFeedback, course, student, extra=extra, force=True)
         res = Result(student, GRADED if out.get("success") else f"no feedback: {_failure_reason(out)}")
         res.seconds = time.perf_counter() - start
         results.append(res)
         if progress is not None:
             progress(res)
     return results
-
-
-def _run_feedback(app_cls, course: Course, student: str, extra) -> dict:
-    from nbgrader.coursedir import CourseDirectory
-    from nbgrader.utils import capture_log
-
-    cfg = course.config()
-    cfg.merge(extra)
-    coursedir = CourseDirectory(config=cfg)
-    coursedir.assignment_id = ASSIGNMENT
-    coursedir.student_id = student
-    app = app_cls(coursedir=coursedir, config=cfg)
-    app.force = True
-    return capture_log(app)
 
 
 # ------------------------------------------------------------------------------------------------ export
