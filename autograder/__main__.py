@@ -27,6 +27,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from lrdiff_helpers.reproducibility import pin
+
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
 from .pipeline import (
     DEFAULT_TIME_LIMIT,
@@ -206,6 +208,7 @@ def _do_bundle(course: Course, out: Path | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_library_warnings()
+    pin()  # the same numbers on every grading machine: before anything is computed
     course = Course(args.root)
     try:
         if args.step == "release":

@@ -48,5 +48,11 @@ import sys  # noqa: E402
 
 sys.path.insert(0, str(ROOT))  # `autograder` importable wherever nbgrader is started
 from autograder.judge import use_trusted_checks  # noqa: E402
+from lrdiff_helpers.reproducibility import PINNED_ENV, pin  # noqa: E402
 
 use_trusted_checks(c)
+
+# The same numbers on every grading machine (x86-64 with AVX2 or newer): one thread and CPU kernels capped at
+# AVX2, in the grader's process (the experiment is trained there) and in the students' sandboxed kernels.
+pin()
+c.SandboxedKernelManager.env_passthrough.extend(list(PINNED_ENV))

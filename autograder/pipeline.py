@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrdiff_helpers.reproducibility import PINNED_ENV, pin_status
+
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
 
 #: A student id: letters, digits and ``_ . @ -``, starting with a letter or a digit.
@@ -43,6 +45,8 @@ COLLECT_FILE = ".lrdiff-collect.json"
 #: A student whose grading takes longer than this (seconds, all notebooks together) is failed and its grading
 #: process killed. The sandbox bounds each kernel too (``SandboxedKernelManager.wall_seconds``).
 DEFAULT_TIME_LIMIT = 3600.0
+#: Set to 1 to grade on a machine that cannot apply the reproducibility pins (not x86-64 with AVX2).
+UNPINNED_OPT_OUT_ENV = "LRDIFF_GRADE_UNPINNED"
 GRADED = "graded"
 FAILED = "failed to grade"
 
@@ -71,9 +75,6 @@ class Course:
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         os.environ.update({"PATH": _venv_path_env()["PATH"]})
-        # The grading kernels inherit this: one torch thread each. On a machine shared by several jobs,
-        # threads waiting for each other made a notebook 5-30 times slower; the scores do not change.
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     @property
     def config_dir(self) -> Path:
@@ -445,6 +446,18 @@ def _failure_reason(result: dict) -> str:
     return errs[0] if errs else "nbgrader failed (no reason given)"
 
 
+def require_reproducible() -> None:
+    """Stop before grading anything on a machine that cannot compute the course's reference numbers."""
+    status = pin_status()
+    if not status.reproducible and os.environ.get(UNPINNED_OPT_OUT_ENV) != "1":
+        raise InputError(
+            f"this machine cannot grade with the course's pinned arithmetic: {status.reason}.\n"
+            "The experiment's verdicts are exact only on x86-64 CPUs with AVX2 or newer, with the pins of "
+            f"lrdiff_helpers/reproducibility.py (./course grade applies them). Set {UNPINNED_OPT_OUT_ENV}=1 to grade "
+            "anyway: an answer near a threshold may then get another verdict than on a pinned machine."
+        )
+
+
 def _require_sandbox() -> None:
     """Stop before grading anything when the bubblewrap sandbox cannot run and nobody opted out of it."""
     from .sandbox import OPT_OUT_ENV, opted_out, sandbox_available
@@ -590,10 +603,10 @@ def _merge_grades(course: Course, scratch_url: str, student: str) -> None:
 
 
 def _worker_env(tmpdir: Path) -> dict[str, str]:
-    """A grading worker's environment: the venv's bin first on PATH, one torch thread, its own temp folder
-    (the sandbox's scratch folders go there, and go with it when the worker is killed)."""
-    env = _venv_path_env()
-    env["OMP_NUM_THREADS"] = "1"
+    """A grading worker's environment: the venv's bin first on PATH, the reproducibility pins (one torch thread,
+    AVX2 kernels), its own temp folder (the sandbox's scratch folders go there, and go with it when the worker
+    is killed)."""
+    env = {**_venv_path_env(), **PINNED_ENV}
     env["TMPDIR"] = str(tmpdir)
     return env
 
@@ -726,6 +739,7 @@ def autograde(
     if time_limit <= 0:
         raise InputError(f"the time limit must be positive (got {time_limit:g} s)")
     _require_sandbox()
+    require_reproducible()
     if not assignment_registered(course):
         release(course)
     db = sqlite_file(course.db_url)

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autograder import ASSIGNMENT, NOTEBOOKS, pipeline, testing  # noqa: E402
+from lrdiff_helpers.reproducibility import PINNED_ENV  # noqa: E402
 
 VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
 
@@ -144,7 +145,7 @@ def build_batch(n: int, notebooks: list[str]) -> dict[str, tuple[str, dict]]:
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["OMP_NUM_THREADS"] = "1"  # as the course's grader gives its workers
+    env.update(PINNED_ENV)  # as the course's grader gives its workers
     env.pop("LRDIFF_GRADEBOOK_URL", None)
     return env
 

@@ -9,7 +9,6 @@ under a second has not really run: it is flagged.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,11 +16,14 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lrdiff_helpers.reproducibility import pin  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(paths: list[str]) -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    pin()  # the kernels get the same pins from their kernelspec; this covers this process's helpers
     lessons = [Path(p) for p in paths] or sorted((ROOT / "notebooks").glob("*.ipynb"))
     total, bad = 0.0, []
     for path in lessons:

@@ -981,10 +981,15 @@ class ExperimentResult:
     gap: float
     val_accs: tuple[float, ...]
     gaps: tuple[float, ...]
+    #: Why these numbers may differ from the graders' (``reproducibility.PinStatus.reason``); "" when not.
+    unpinned: str = ""
 
     def __str__(self) -> str:
-        return (f"backbone lr {self.backbone_lr:g}, head lr {self.head_lr:g}: validation accuracy "
+        text = (f"backbone lr {self.backbone_lr:g}, head lr {self.head_lr:g}: validation accuracy "
                 f"{self.val_acc:.1f}%, gap {self.gap:.1f} points (mean of {len(self.val_accs)} seeds)")
+        if self.unpinned:
+            text += f" [not computed under the course's pinned settings ({self.unpinned}): the graders' may differ]"
+        return text
 
 
 def check_experiment_values(backbone_lr: Any, head_lr: Any) -> None:
@@ -1010,12 +1015,16 @@ def experiment_results(
     Cached, so that the test cells of one notebook share the runs. Runs on the CPU with one thread: the
     numbers then do not depend on the machine's core count, and a grader shared by several jobs is not
     slowed down by threads waiting for each other (on 2 busy cores, 1 thread was 5-30 times faster).
+    Under the course's pinned settings (:mod:`lrdiff_helpers.reproducibility`: the kernel "Python (lrdiff)"
+    and the grader) the result is exactly the graders'; otherwise it says so.
     """
     from .experiment import finetune
+    from .reproducibility import pin_status
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        unpinned = pin_status().reason
         with quiet():
             runs = [finetune(float(backbone_lr), float(head_lr), seed=s, optimizer="adam", progress=False,
                              device="cpu") for s in seeds]
@@ -1024,4 +1033,4 @@ def experiment_results(
     vals = tuple(100 * h.val_acc[-1] for h in runs)
     gaps = tuple(100 * h.gap for h in runs)
     return ExperimentResult(float(backbone_lr), float(head_lr), sum(vals) / len(vals), sum(gaps) / len(gaps),
-                            vals, gaps)
+                            vals, gaps, unpinned)

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from lrdiff_helpers import reproducibility
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Notebooks under tests/ are fixtures (submissions to grade), not lessons for nbval to run.
 collect_ignore_glob = ["**/*.ipynb"]
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# One torch thread and CPU kernels capped at AVX2, for this process and every process and kernel it starts: the
+# numbers the tests compare are then the same on every x86-64 CPU with AVX2 or newer. On 2 cores one thread is
+# also the fast choice: the suite runs several kernels at once (two threads each were ~10x slower).
+reproducibility.pin()
 
 
 @pytest.fixture(scope="session")

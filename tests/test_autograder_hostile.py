@@ -107,7 +107,6 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["OMP_NUM_THREADS"] = "1"
     for key in ("LRDIFF_GRADEBOOK_URL", OPT_OUT_ENV):  # never unconfined, whatever this shell says
         env.pop(key, None)
     start = time.perf_counter()
