@@ -30,6 +30,7 @@ from pathlib import Path
 from lrdiff_helpers.reproducibility import pin
 
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
+from .time_limits import describe_limits
 from .pipeline import (
     DEFAULT_TIME_LIMIT,
     FAILED,
@@ -159,6 +160,7 @@ def _do_autograde(course: Course, students=None, jobs: int | None = None,
     if sqlite_file(course.db_url) is None and jobs > 1:
         jobs, why = 1, " (the gradebook is not a SQLite file: one writer at a time)"
     _say(f"autograde: {len(todo)} submission(s), {jobs} at a time{why}")
+    _say(f"autograde: time limits: {describe_limits(course.config(), NOTEBOOKS)}")
     done = []
 
     def progress(res: Result) -> None:

@@ -30,6 +30,8 @@ from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
 
+from .time_limits import CALLS_KEY
+
 __all__ = ["JudgeTestCells", "ProbeTestCells", "StripHiddenTests", "use_trusted_checks"]
 
 #: Cell metadata key where the test cell's own code waits while the probe runs.
@@ -48,6 +50,7 @@ class ProbeTestCells(NbGraderPreprocessor):
 
         for cell in nb.cells:
             cell.metadata.pop(STASH, None)  # a submission cannot plant its own
+            cell.metadata.pop(CALLS_KEY, None)
             if not _graded_test(cell):
                 continue
             grade_id = cell.metadata["nbgrader"]["grade_id"]
@@ -56,6 +59,9 @@ class ProbeTestCells(NbGraderPreprocessor):
                 continue
             cell.metadata[STASH] = cell.source
             cell.source = probe_source(grade_id)
+            # the student's functions the probe calls, which its code names only as strings: after one of them
+            # hangs, the executor fails the later probes that call it at once (autograder/time_limits.py)
+            cell.metadata[CALLS_KEY] = sorted({case.fn for case in CHECKS[grade_id].cases if case.fn})
         return nb, resources
 
 
@@ -73,6 +79,7 @@ class JudgeTestCells(NbGraderPreprocessor):
         for cell in nb.cells:
             if STASH not in cell.metadata:
                 continue
+            cell.metadata.pop(CALLS_KEY, None)
             original = cell.metadata.pop(STASH)
             if not _graded_test(cell):  # not a cell the probe replaced (ProbeTestCells removes planted keys)
                 continue

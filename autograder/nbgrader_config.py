@@ -26,9 +26,8 @@ c.CourseDirectory.db_url = os.environ.get(
     "LRDIFF_GRADEBOOK_URL", f"sqlite:///{ROOT / 'autograder' / 'gradebook.db'}"
 )
 
-# Executing a notebook: one cell may take this long (the experiment's hidden tests fine-tune 3 times, a few
-# seconds on a CPU; a student's own exploration may take longer). A cell past the limit is interrupted and
-# scored as an error; the rest of the notebook still runs.
+# Executing a notebook: one cell may take this long, unless its notebook has a limit of its own (below). A cell
+# past the limit is interrupted and scored as an error; the rest of the notebook still runs.
 c.ExecutePreprocessor.timeout = 300
 c.Execute.timeout = 300
 c.Execute.startup_timeout = 120
@@ -51,6 +50,21 @@ from autograder.judge import use_trusted_checks  # noqa: E402
 from lrdiff_helpers.reproducibility import PINNED_ENV, pin  # noqa: E402
 
 use_trusted_checks(c)
+
+# Every autograde started with this configuration runs student code in the bubblewrap sandbox: `./course grade`,
+# `nbgrader autograde` in the course root or in autograder/, the formgrader's Autograde button, nbgrader's API.
+# Without bubblewrap each notebook fails to grade with the reason and how to install it; LRDIFF_UNSAFE_NO_SANDBOX=1
+# grades unconfined, loudly. (Only autograde: Validate and the lessons run as usual.)
+from autograder.sandbox import autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = autograde_preprocessors(c)
+
+# Time limits per notebook (autograder/time_limits.py), printed in the grading log. The exercises and the quiz
+# need a few seconds (kernel start and imports; the answers return in milliseconds); the experiment's own cells
+# may fine-tune a few times (about a second each), and its verdicts are computed by the grader, not the kernel.
+# After a cell times out, later cells that call the same function of the student's are failed at once.
+c.SandboxedExecute.cell_seconds = {"exercises": 20, "quiz": 20, "experiment": 120}
+c.SandboxedExecute.notebook_seconds = {"exercises": 120, "quiz": 120, "experiment": 600}
 
 # The same numbers on every grading machine (x86-64 with AVX2 or newer): one thread and CPU kernels capped at
 # AVX2, in the grader's process (the experiment is trained there) and in the students' sandboxed kernels.

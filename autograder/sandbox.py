@@ -1137,9 +1137,12 @@ class SandboxedKernelManager(AsyncKernelManager):
 def _sandboxed_execute_class() -> type:
     from nbclient.exceptions import DeadKernelError
     from nbclient.util import run_sync
+    from nbformat.v4 import new_output
     from nbgrader.preprocessors import Execute
 
-    class SandboxedExecute(Execute):
+    from .time_limits import NOT_RUN, NotebookTimeLimits
+
+    class SandboxedExecute(NotebookTimeLimits, Execute):
         """nbgrader's ``Execute`` preprocessor with its kernel in the sandbox, keeping a bounded amount of output.
 
         Per cell, outputs are kept up to ``output_mb_per_cell``; past it the cell's further outputs are dropped
@@ -1168,10 +1171,18 @@ def _sandboxed_execute_class() -> type:
             kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
             super().__init__(*args, **kwargs)
 
+        # ---- time limits (autograder/time_limits.py)
+
+        def preprocess(self, nb: Any, resources: Any = None, *args: Any, **kwargs: Any) -> Any:
+            nbgrader_meta = (resources or {}).get("nbgrader") or {}
+            self.start_notebook(nb, str(nbgrader_meta.get("notebook") or (resources or {}).get("unique_key") or ""))
+            return super().preprocess(nb, resources, *args, **kwargs)
+
         # ---- budgets
 
         def reset_execution_trackers(self) -> None:
             super().reset_execution_trackers()
+            self.apply_cell_limit()  # after nbclient re-read the configuration for this notebook
             self.output_budget = OutputBudget(
                 int(self.output_mb_per_cell * MIB),
                 int(self.output_mb_per_notebook * MIB),
@@ -1189,12 +1200,21 @@ def _sandboxed_execute_class() -> type:
             km = super().create_kernel_manager()
             if isinstance(km, SandboxedKernelManager):
                 km.max_message_mb = self.message_limit_mb()
+                km.wall_seconds = self.wall_seconds_for_notebook() or km.wall_seconds
+                self.log_limits(km.wall_seconds)
             return km
 
         async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
             self.output_budget.start_cell(cell_index)
+            reason = self.skip_reason(cell) if cell.cell_type == "code" else None
+            if reason is not None:  # it would call a function that already hung: fail it now, with the reason
+                cell.outputs = [new_output("error", ename=NOT_RUN, evalue=reason,
+                                           traceback=[f"\x1b[0;31m{NOT_RUN}\x1b[0m: {reason}"])]
+                return cell
             try:
-                return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+                result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+                self.note_cell_result(cell, cell_index)
+                return result
             except DeadKernelError:
                 km = self.km
                 how = km.exit_description() if isinstance(km, SandboxedKernelManager) else None

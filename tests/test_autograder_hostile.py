@@ -43,6 +43,8 @@ SCRATCH_CONFIG = """
 # tests/test_autograder_hostile.py: a bounded batch
 c.Execute.timeout = 20
 c.SandboxedKernelManager.wall_seconds = 60
+c.SandboxedExecute.cell_seconds = {"exercises": 20, "quiz": 20, "experiment": 20}
+c.SandboxedExecute.notebook_seconds = {"exercises": 60, "quiz": 60, "experiment": 60}
 c.SandboxedKernelManager.memory_mb = 2048
 """
 NOTE = "[output truncated by the grader"
@@ -140,7 +142,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "course": course, "ctx": ctx, "rows": rows, "status": status, "cells": cells, "seconds": seconds,
         "procs": {"all": first, "collect": collected, "rerun": rerun, "export": export},
         "before": before, "after": {"inbox": _digest(inbox), "second": _digest(second)},
-        "connections": _pending_connections(listener),
+        "connections": _pending_connections(listener), "listener": listener,
     }  # fmt: skip
     listener.close()
 
@@ -160,6 +162,16 @@ def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
 def _bounded_time(batch: Any, student: str) -> None:
     seconds = batch["status"][student]["seconds"]
     assert seconds < 150, f"{student} took {seconds:.0f} s to fail (cell timeout 20 s, kernel wall clock 60 s)"
+
+
+def _hang_costs_one_cell_timeout(batch: Any, student: str) -> None:
+    seconds = batch["status"][student]["seconds"]
+    print(f"\n{student}: graded in {seconds:.1f} s (one cell timeout of 20 s, the later calls failed at once)")
+    assert seconds < 60, f"{student} took {seconds:.0f} s: the later cells calling the hung function were waited out"
+    nb = _autograded(batch, student, "exercises")
+    reasons = [o.get("evalue", "") for gid in ("layerwise_groups", "layerwise_lrs", "layerwise_lrs_other_models")
+               for o in _cell(nb, gid).outputs]
+    assert all("timed out" in r and "layerwise_param_groups" in r for r in reasons), reasons
 
 
 def _memory_error_in_its_cell(batch: Any, student: str) -> None:
@@ -207,6 +219,8 @@ def _never_read(batch: Any, student: str) -> None:
 
 ALSO = {
     "swallow_interrupt": _bounded_time,
+    "hang_in_exercise": _hang_costs_one_cell_timeout,
+    "background_sleeper": _bounded_time,
     "memory_bomb": _memory_error_in_its_cell,
     "infinite_loop": _interrupted_in_its_cell,
     "print_100mb": _small_notebook_with_a_note,
@@ -280,3 +294,35 @@ def test_second_run_worked(batch: Any) -> None:
     """Did the second run (collect, files dropped beside the notebook, autograde) itself succeed?"""
     for step in ("collect", "rerun", "export"):
         assert batch["procs"][step].returncode in (0, 1), batch["procs"][step].stderr[-2000:]
+
+
+#: Graded again by plain ``nbgrader autograde`` (as nbgrader's own documentation teaches instructors) after the
+#: batch: same scores, same confinement, same bounded time. (The copy from source/ and the writes outside the
+#: sandbox go through every grading path in tests/test_autograder_paths.py.)
+PLAIN_NBGRADER = ("network", "hang_in_exercise")
+
+
+@pytest.mark.slow
+def test_plain_nbgrader_autograde_gives_the_same_outcome(batch: Any) -> None:
+    """Graded again by ``nbgrader autograde lrdiff --force`` in autograder/, do the network attack and the hang
+    get the course grader's scores, cell by cell, the hang in bounded time, and does nothing reach a server?"""
+    course, env = batch["course"], dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    for key in ("LRDIFF_GRADEBOOK_URL", OPT_OUT_ENV):
+        env.pop(key, None)
+    from nbgrader.api import Gradebook
+
+    for student in PLAIN_NBGRADER:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "lrdiff", "--force", f"--student={student}"],
+                              cwd=course / "autograder", env=env, capture_output=True, text=True, timeout=600)
+        seconds = time.perf_counter() - start
+        print(f"\nnbgrader autograde --student={student}: exit {proc.returncode}, {seconds:.1f} s")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with Gradebook(f"sqlite:///{course / 'autograder' / 'gradebook.db'}", "lrdiff") as gb:
+            sub = gb.find_submission("lrdiff", student)
+            cells = {f"{nb.name}/{g.name}": float(g.score) for nb in sub.notebooks for g in nb.grades}
+        assert cells == batch["cells"][student], student
+        if student == "hang_in_exercise":
+            assert seconds < 60, f"plain nbgrader took {seconds:.0f} s over the hang"
+    assert _pending_connections(batch["listener"]) == 0, "a student cell reached a server on the host's 127.0.0.1"
