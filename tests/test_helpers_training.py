@@ -85,8 +85,15 @@ def test_plots_draw(tmp_path):
     ax = L.plot_lr_per_layer(m, opt)
     assert ax.get_ylabel() == "lr" and len(ax.patches) == len(list(m.parameters()))
     h = L.fit(L.TwoPartModel(), torch.optim.SGD(L.TwoPartModel().parameters(), lr=0.1), toy(), toy(seed=1), epochs=2, progress=False)
-    L.plot_history({"a": [h, h]})
-    L.plot_lr_schedule(h, ["all"])
-    L.plot_heatmap([[0.5, 0.6], [0.7, 0.8]], ["1e-4", "1e-3"], ["1e-3", "1e-2"], fmt="{:.0%}")
+    ax = L.plot_history({"a": [h, h]})
+    assert [ln.get_label() for ln in ax.get_lines()] == ["a (train)", "a (val)"], [ln.get_label() for ln in ax.get_lines()]
+    assert list(ax.get_lines()[1].get_ydata()) == h.val_acc and ax.get_ylabel() == "accuracy"
+    ax = L.plot_lr_schedule(h, ["all"])
+    assert [ln.get_label() for ln in ax.get_lines()] == ["all"] and list(ax.get_lines()[0].get_ydata()) == h.lrs_of_group(0)
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "lr"
+    ax = L.plot_heatmap([[0.5, 0.6], [0.7, 0.8]], ["1e-4", "1e-3"], ["1e-3", "1e-2"], fmt="{:.0%}")
+    assert [t.get_text() for t in ax.texts] == ["50%", "60%", "70%", "80%"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1e-4", "1e-3"] and ax.get_xlabel() == "head lr"
     plt.savefig(tmp_path / "x.png")
+    assert (tmp_path / "x.png").stat().st_size > 1000
     plt.close("all")
