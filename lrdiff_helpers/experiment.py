@@ -66,6 +66,7 @@ def finetune(
     recipe: Recipe = RECIPE,
     progress: bool = False,
     device: torch.device | str | None = None,
+    curves: bool = True,
 ) -> History:
     """Fine-tune the pretrained backbone with a new head on the target task; return the history.
 
@@ -78,6 +79,7 @@ def finetune(
             (same head initialization), to check that pretraining helps at all.
         recipe: everything else.
         progress: show a progress bar.
+        curves: evaluate after every epoch; ``False``: after the last one only (same final numbers, faster).
 
     >>> h = finetune(1e-4, 1e-2, seed=0)
     >>> h.val_acc[-1] > 0.5
@@ -99,4 +101,4 @@ def finetune(
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     desc = f"{optimizer} backbone {backbone_lr:g} / head {head_lr:g}"
     return fit(model, opt, train, val, epochs=recipe.epochs, batch_size=recipe.batch_size, seed=seed,
-               progress=progress, desc=desc, device=device)
+               progress=progress, desc=desc, device=device, every_epoch=curves)

@@ -1027,7 +1027,7 @@ def experiment_results(
         unpinned = pin_status().reason
         with quiet():
             runs = [finetune(float(backbone_lr), float(head_lr), seed=s, optimizer="adam", progress=False,
-                             device="cpu") for s in seeds]
+                             device="cpu", curves=False) for s in seeds]
     finally:
         torch.set_num_threads(threads)
     vals = tuple(100 * h.val_acc[-1] for h in runs)

@@ -100,6 +100,7 @@ def fit(
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str | None = None,
+    every_epoch: bool = True,
 ) -> History:
     """Train ``model`` with ``optimizer`` for ``epochs`` epochs; return a :class:`History`.
 
@@ -119,6 +120,8 @@ def fit(
         device: defaults to :func:`default_device`.
         progress: show a progress bar (a widget in JupyterLab).
         desc: the progress bar's label.
+        every_epoch: evaluate after every epoch (curves); ``False`` evaluates after the last epoch only, which
+            is faster when only the final numbers matter (the training itself is the same).
 
     >>> from lrdiff_helpers import TwoPartModel, Split
     >>> m = TwoPartModel(d_out=2)
@@ -159,6 +162,8 @@ def fit(
                 if bar is not None:
                     bar.update(1)
             history.train_loss.append(float(np.mean(losses)))
+            if not every_epoch and len(history.train_loss) < epochs:
+                continue  # evaluation only reads the model (eval mode, no gradients): skipping it changes nothing
             history.train_acc.append(evaluate(model, train)[1])
             if val is not None:
                 val_loss, val_acc = evaluate(model, val)
