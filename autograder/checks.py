@@ -211,11 +211,14 @@ def experiment_val_acc(pairs: list[tuple[Case, dict]]) -> None:
         raise AssertionError(f"expected a validation accuracy of at least {g.EXPERIMENT_MIN_VAL_ACC:g}%; found {result}")
 
 
-def experiment_gap(pairs: list[tuple[Case, dict]]) -> None:
+def experiment_test_acc(pairs: list[tuple[Case, dict]]) -> None:
     g = _g()
-    result = g.experiment_results(*_experiment_values(pairs))
-    if not result.gap <= g.EXPERIMENT_MAX_GAP:
-        raise AssertionError(f"expected a gap of at most {g.EXPERIMENT_MAX_GAP:g} points; found {result}")
+    lrs = _experiment_values(pairs)
+    test_acc = g.experiment_test_accuracy(*lrs)
+    if not test_acc >= g.EXPERIMENT_MIN_TEST_ACC:
+        raise AssertionError(f"expected a held-out test accuracy of at least {g.EXPERIMENT_MIN_TEST_ACC:g}%; found "
+                             f"{test_acc:.1f}% (mean of {len(g.EXPERIMENT_SEEDS)} seeds) with backbone lr "
+                             f"{lrs[0]:g}, head lr {lrs[1]:g}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -420,7 +423,7 @@ for _q in QUIZ_KEY:
 _LRS = (Case("value", name="BACKBONE_LR"), Case("value", name="HEAD_LR"))
 CHECKS["experiment_values"] = Check(_LRS, lambda *a: None, combined=experiment_values)
 CHECKS["experiment_val_acc"] = Check(_LRS, lambda *a: None, combined=experiment_val_acc)
-CHECKS["experiment_gap"] = Check(_LRS, lambda *a: None, combined=experiment_gap)
+CHECKS["experiment_test_acc"] = Check(_LRS, lambda *a: None, combined=experiment_test_acc)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Importing it has no side effects: nothing is downloaded, read or seeded until a function is called.
 """
 
-from .data import Split, load_digits, source_task, target_task
-from .experiment import RECIPE, Recipe, backbone_head_groups, finetune
+from .data import Split, TargetSplits, load_digits, source_task, target_splits, target_task
+from .experiment import COUNTEREXAMPLE, RECIPE, Recipe, backbone_head_groups, finetune
 from .hub import CHECKPOINTS, ChecksumError, load_state_dict
 from .inspector import GroupReport, Problem, inspect_param_groups
 from .models import SmallResNet, TwoPartModel, pretrained_small_resnet
@@ -19,11 +19,12 @@ from .param_groups import (
     ulmfit_lrs,
     weight_decay_param_groups,
 )
-from .plots import plot_heatmap, plot_history, plot_lr_per_layer, plot_lr_schedule
+from .plots import plot_history, plot_lr_per_layer, plot_lr_schedule, plot_sweep
 from .train import History, default_device, evaluate, fit, seed_everything
 
 __all__ = [
     "CHECKPOINTS",
+    "COUNTEREXAMPLE",
     "ChecksumError",
     "GroupReport",
     "History",
@@ -46,15 +47,17 @@ __all__ = [
     "lr_range",
     "no_decay_ids",
     "param_groups_by_module",
-    "plot_heatmap",
     "plot_history",
     "plot_lr_per_layer",
     "plot_lr_schedule",
+    "plot_sweep",
     "pretrained_small_resnet",
     "seed_everything",
     "slice_param_groups",
     "source_task",
     "stage_param_groups",
+    "TargetSplits",
+    "target_splits",
     "target_task",
     "ulmfit_lrs",
     "weight_decay_param_groups",

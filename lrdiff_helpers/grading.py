@@ -37,7 +37,7 @@ from torch import nn
 from . import param_groups as _param_groups
 
 __all__ = [
-    "EXPERIMENT_MAX_GAP",
+    "EXPERIMENT_MIN_TEST_ACC",
     "EXPERIMENT_MIN_VAL_ACC",
     "EXPERIMENT_SEEDS",
     "ExperimentResult",
@@ -68,6 +68,7 @@ __all__ = [
     "expected_lrs_by_module",
     "expected_weight_decays",
     "experiment_results",
+    "experiment_test_accuracy",
     "one_cycle_lrs",
     "quiet",
     "reference_one_cycle_lrs",
@@ -965,15 +966,15 @@ def answer_digest(question: str, answer: Any) -> str:
 
 #: Seeds the experiment is averaged over.
 EXPERIMENT_SEEDS: tuple[int, ...] = (0, 1, 2)
-#: Target: mean final validation accuracy, in percent, at least this.
-EXPERIMENT_MIN_VAL_ACC = 70.0
-#: Bound: mean final train accuracy minus validation accuracy, in points, at most this.
-EXPERIMENT_MAX_GAP = 15.0
+#: Target: mean final validation accuracy, in percent, at least this (the best single lr for all reaches 59).
+EXPERIMENT_MIN_VAL_ACC = 63.0
+#: Target: mean final accuracy on the held-out test split, in percent, at least this (graders only).
+EXPERIMENT_MIN_TEST_ACC = 63.0
 
 
 @dataclass(frozen=True)
 class ExperimentResult:
-    """Means over seeds, in percent: final validation accuracy and train - validation gap."""
+    """Means over seeds, in percent: final validation accuracy and train - validation gap (a diagnostic)."""
 
     backbone_lr: float
     head_lr: float
@@ -1007,17 +1008,11 @@ def check_experiment_values(backbone_lr: Any, head_lr: Any) -> None:
 
 
 @lru_cache(maxsize=16)
-def experiment_results(
-    backbone_lr: float, head_lr: float, seeds: tuple[int, ...] = EXPERIMENT_SEEDS
-) -> ExperimentResult:
-    """Run the course's recipe (``finetune(..., optimizer="adam")``) once per seed; return the means.
-
-    Cached, so that the test cells of one notebook share the runs. Runs on the CPU with one thread: the
-    numbers then do not depend on the machine's core count, and a grader shared by several jobs is not
-    slowed down by threads waiting for each other (on 2 busy cores, 1 thread was 5-30 times faster).
-    Under the course's pinned settings (:mod:`lrdiff_helpers.reproducibility`: the kernel "Python (lrdiff)"
-    and the grader) the result is exactly the graders'; otherwise it says so.
-    """
+def _experiment_runs(backbone_lr: float, head_lr: float, seeds: tuple[int, ...]) -> tuple[tuple, str]:
+    """The recipe's runs, one per seed (cached: the test cells of one notebook share them), and why they
+    may not be the graders' ("" when pinned). One thread, on the CPU: the numbers then do not depend on the
+    machine's core count, and a grader shared by several jobs is not slowed down by threads waiting for each
+    other (on 2 busy cores, 1 thread was 5-30 times faster)."""
     from .experiment import finetune
     from .reproducibility import pin_status
 
@@ -1026,11 +1021,31 @@ def experiment_results(
     try:
         unpinned = pin_status().reason
         with quiet():
-            runs = [finetune(float(backbone_lr), float(head_lr), seed=s, optimizer="adam", progress=False,
-                             device="cpu", curves=False) for s in seeds]
+            runs = tuple(finetune(backbone_lr, head_lr, seed=s, optimizer="adam", progress=False, device="cpu",
+                                  curves=False) for s in seeds)
     finally:
         torch.set_num_threads(threads)
+    return runs, unpinned
+
+
+def experiment_results(
+    backbone_lr: float, head_lr: float, seeds: tuple[int, ...] = EXPERIMENT_SEEDS
+) -> ExperimentResult:
+    """Run the course's recipe (``finetune(..., optimizer="adam")``) once per seed; return the validation means.
+
+    Under the course's pinned settings (:mod:`lrdiff_helpers.reproducibility`: the kernel "Python (lrdiff)"
+    and the grader) the result is exactly the graders'; otherwise it says so. The test split is not in it:
+    choose on validation (:func:`experiment_test_accuracy` is the graders' report).
+    """
+    runs, unpinned = _experiment_runs(float(backbone_lr), float(head_lr), tuple(seeds))
     vals = tuple(100 * h.val_acc[-1] for h in runs)
     gaps = tuple(100 * h.gap for h in runs)
     return ExperimentResult(float(backbone_lr), float(head_lr), sum(vals) / len(vals), sum(gaps) / len(gaps),
                             vals, gaps, unpinned)
+
+
+def experiment_test_accuracy(backbone_lr: float, head_lr: float, seeds: tuple[int, ...] = EXPERIMENT_SEEDS) -> float:
+    """The mean final accuracy on the held-out test split, in percent: what the graders score, never shown
+    while choosing (the experiment notebook does not call it; ``autograder/checks.py`` does)."""
+    runs, _ = _experiment_runs(float(backbone_lr), float(head_lr), tuple(seeds))
+    return sum(100 * h.test_acc for h in runs) / len(runs)

@@ -30,6 +30,11 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         sha256="af5cf4e1fa2d2a65a98f3eb1692d1988297664458fbf94be3ee6952426fc5bb8",
         made_by="scripts/pretrain_backbone.py",
     ),
+    "small_resnet_digits_0to4": Checkpoint(
+        file="small_resnet_digits_0to4.pt",
+        sha256="409b36110fc6706f1d5cb2a4fdc4e4e3aba248b7ccd681d2f4b2f79f9d27ad45",
+        made_by="scripts/pretrain_backbone.py --checkpoint small_resnet_digits_0to4",
+    ),
 }
 
 

@@ -81,19 +81,21 @@ class TwoPartModel(nn.Module):
         return self.part2(torch.relu(self.part1(x)))
 
 
-def pretrained_small_resnet(num_classes: int = 10, seed: int | None = None) -> SmallResNet:
+def pretrained_small_resnet(num_classes: int = 10, seed: int | None = None,
+                            checkpoint: str = BACKBONE_CHECKPOINT) -> SmallResNet:
     """A ``SmallResNet`` with the pretrained backbone (checksum-verified) and a new, random head ``fc``.
 
     Args:
         num_classes: outputs of the new head.
         seed: seeds the new head's initialization; ``None`` uses the global RNG.
+        checkpoint: the backbone's registered checkpoint (``lrdiff_helpers.hub.CHECKPOINTS``).
 
     >>> m = pretrained_small_resnet(seed=0)
     >>> m.fc.out_features
     10
     """
     model = SmallResNet(num_classes=num_classes)
-    state = load_state_dict(BACKBONE_CHECKPOINT)
+    state = load_state_dict(checkpoint)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
         raise RuntimeError(f"checkpoint does not fit SmallResNet: missing={missing}, unexpected={unexpected}")

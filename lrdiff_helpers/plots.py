@@ -1,4 +1,4 @@
-"""Pictures of the course: lr per layer, lr schedules per group, training curves, lr heatmaps.
+"""Pictures of the course: lr per layer, lr schedules per group, training curves, lr sweeps.
 
 Every function draws on a given matplotlib ``Axes`` (or a new one) and returns it.
 """
@@ -15,7 +15,7 @@ from torch import nn
 from .inspector import inspect_param_groups
 from .train import History
 
-__all__ = ["plot_heatmap", "plot_history", "plot_lr_per_layer", "plot_lr_schedule"]
+__all__ = ["plot_history", "plot_lr_per_layer", "plot_lr_schedule", "plot_sweep"]
 
 
 def _axes(ax=None, figsize=(6, 3.5)):
@@ -92,20 +92,21 @@ def plot_history(histories: History | Mapping[str, History | Sequence[History]],
     return ax
 
 
-def plot_heatmap(values, row_labels: Sequence[Any], col_labels: Sequence[Any], ax=None,
-                 xlabel: str = "head lr", ylabel: str = "backbone lr", title: str = "", fmt: str = "{:.1f}"):
-    """A heatmap with the value printed in each cell (rows: ``row_labels``, columns: ``col_labels``)."""
-    values = np.asarray(values, dtype=float)
-    ax = _axes(ax, figsize=(1.1 * len(col_labels) + 2, 0.8 * len(row_labels) + 1.5))
-    im = ax.imshow(values, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
-    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
+def plot_sweep(sweeps: Mapping[str, Mapping[float, Sequence[float]]], ax=None, xlabel: str = "head lr",
+               ylabel: str = "validation accuracy %"):
+    """One line per sweep: for each lr (x, log scale), the mean over seeds, with a band from min to max.
+
+    ``sweeps[name][lr]`` is the list of values (one per seed) measured at ``lr``. Used by lesson 4's
+    robustness plot (accuracy against the head's lr: one lr for all against a fixed backbone/head ratio).
+    """
+    ax = _axes(ax)
+    for name, points in sweeps.items():
+        lrs = sorted(points)
+        values = [np.asarray(points[lr], dtype=float) for lr in lrs]
+        line, = ax.plot(lrs, [v.mean() for v in values], marker="o", label=name)
+        ax.fill_between(lrs, [v.min() for v in values], [v.max() for v in values], color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    mid = np.nanmean(values)
-    for (r, c), v in np.ndenumerate(values):
-        ax.text(c, r, fmt.format(v), ha="center", va="center", color="black" if v > mid else "white", fontsize=8)
-    ax.figure.colorbar(im, ax=ax)
+    ax.legend(fontsize=8)
     return ax

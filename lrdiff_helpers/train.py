@@ -45,6 +45,8 @@ class History:
     val_acc: list[float] = field(default_factory=list)
     lrs: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0
+    #: Final accuracy on a held-out test split, when the caller measured one (``finetune`` does).
+    test_acc: float = float("nan")
 
     @property
     def epochs(self) -> int:

@@ -91,9 +91,10 @@ def test_plots_draw(tmp_path):
     ax = L.plot_lr_schedule(h, ["all"])
     assert [ln.get_label() for ln in ax.get_lines()] == ["all"] and list(ax.get_lines()[0].get_ydata()) == h.lrs_of_group(0)
     assert ax.get_xlabel() == "step" and ax.get_ylabel() == "lr"
-    ax = L.plot_heatmap([[0.5, 0.6], [0.7, 0.8]], ["1e-4", "1e-3"], ["1e-3", "1e-2"], fmt="{:.0%}")
-    assert [t.get_text() for t in ax.texts] == ["50%", "60%", "70%", "80%"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["1e-4", "1e-3"] and ax.get_xlabel() == "head lr"
+    ax = L.plot_sweep({"one lr": {1e-2: [50, 70], 1e-3: [60, 62]}, "ratio": {1e-3: [65, 66]}})
+    assert [ln.get_label() for ln in ax.get_lines()] == ["one lr", "ratio"] and ax.get_xscale() == "log"
+    assert list(ax.get_lines()[0].get_xdata()) == [1e-3, 1e-2] and list(ax.get_lines()[0].get_ydata()) == [61, 60]
+    assert len(ax.collections) == 2 and ax.get_xlabel() == "head lr"
     plt.savefig(tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 1000
     plt.close("all")
