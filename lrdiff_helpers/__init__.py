@@ -21,6 +21,7 @@ from .param_groups import (
 )
 from .plots import plot_history, plot_lr_per_layer, plot_lr_schedule, plot_sweep
 from .train import History, default_device, evaluate, fit, seed_everything
+from .vit import pretrained_tiny_vit, tiny_vit
 
 __all__ = [
     "CHECKPOINTS",
@@ -51,6 +52,7 @@ __all__ = [
     "plot_lr_per_layer",
     "plot_lr_schedule",
     "plot_sweep",
+    "pretrained_tiny_vit",
     "pretrained_small_resnet",
     "seed_everything",
     "slice_param_groups",
@@ -59,6 +61,7 @@ __all__ = [
     "TargetSplits",
     "target_splits",
     "target_task",
+    "tiny_vit",
     "ulmfit_lrs",
     "weight_decay_param_groups",
 ]

@@ -35,6 +35,11 @@ CHECKPOINTS: dict[str, Checkpoint] = {
         sha256="409b36110fc6706f1d5cb2a4fdc4e4e3aba248b7ccd681d2f4b2f79f9d27ad45",
         made_by="scripts/pretrain_backbone.py --checkpoint small_resnet_digits_0to4",
     ),
+    "tiny_vit_digits": Checkpoint(
+        file="tiny_vit_digits.pt",
+        sha256="7e0c2297ea7e482119cefd4b5af1ab9ab9bc94a710027c61775c20b16cd10cf4",
+        made_by="scripts/pretrain_vit.py",
+    ),
 }
 
 
