@@ -4,7 +4,7 @@ In the spirit of timm's ``timm/optim/_param_groups.py``: small functions that ta
 groups. Each group carries a ``"name"`` key, a label that torch keeps but does not use. Only trainable
 parameters (``requires_grad=True``) are placed, each in exactly one group.
 
-Lessons: ``notebooks/02_syntax.ipynb`` (groups by module), ``notebooks/05_beyond_the_basics.ipynb``
+Lessons: ``notebooks/02_syntax.ipynb`` (groups by module), ``notebooks/05_schedules_and_decay.ipynb``
 (layer-wise decay, no weight decay for biases and norms).
 """
 

@@ -29,7 +29,7 @@ def _axes(ax=None, figsize=(6, 3.5)):
 def plot_lr_per_layer(model: nn.Module, optimizer: torch.optim.Optimizer | Sequence[dict[str, Any]], ax=None, log: bool = True):
     """A bar per parameter tensor, input to output, its height the lr it gets (none: a red x).
 
-    Lesson: ``notebooks/05_beyond_the_basics.ipynb``.
+    Lesson: ``notebooks/05_schedules_and_decay.ipynb``.
     """
     report = inspect_param_groups(model, optimizer)
     ax = _axes(ax, figsize=(max(6, 0.28 * len(report.rows)), 3.5))
