@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .quiz_key import EXPLANATIONS, QUIZ_KEY
+
 __all__ = ["CHECKS", "Case", "Check", "QUIZ_KEY", "Verdict", "judge", "probe_source"]
 
 
@@ -73,6 +75,8 @@ class Check:
     check: Callable[[Case, dict], None]
     no_builders: tuple[str, ...] = ()
     combined: Callable[[list[tuple[Case, dict]]], None] | None = None
+    #: Shown with the verdict, passed or failed (the quiz's explanation of the right answer).
+    explain: str = ""
 
 
 @dataclass(frozen=True)
@@ -404,21 +408,8 @@ CHECKS: dict[str, Check] = {
     ),
 }
 
-#: The quiz's answer key, as digests (``lrdiff_helpers.grading.answer_digest``).
-QUIZ_KEY = {
-    "q1": "0f151a6e95636f22",
-    "q2": "125c51426bd9c161",
-    "q3": "6ad5d35e4d74e118",
-    "q4": "887332ff241f0122",
-    "q5": "f58bbf4b2db1f1d5",
-    "q6": "f83f94ac241e7c6d",
-    "q7": "fc5d6231701e46ad",
-    "q8": "f8d9109cf33f7200",
-    "q9": "9cda4d46276fae9f",
-    "q10": "6fd3f1db04cdb32e",
-}
 for _q in QUIZ_KEY:
-    CHECKS[f"{_q}_test"] = Check((Case("value", name=_q),), quiz_answer)
+    CHECKS[f"{_q}_test"] = Check((Case("value", name=_q),), quiz_answer, explain=EXPLANATIONS[_q])
 
 _LRS = (Case("value", name="BACKBONE_LR"), Case("value", name="HEAD_LR"))
 CHECKS["experiment_values"] = Check(_LRS, lambda *a: None, combined=experiment_values)
@@ -533,8 +524,12 @@ def judge(grade_id: str, outputs: Sequence[Any] | dict, sources: Iterable[str] =
                 raise AssertionError(f"{fn} uses lrdiff_helpers' {', '.join(used)}; the exercise is to build the "
                                      "groups yourself")
     except AssertionError as err:
-        return Verdict(False, str(err) or "failed")
+        return Verdict(False, _explained(str(err) or "failed", check))
     except Exception as err:  # noqa: BLE001 (a check that breaks on odd evidence must not stop the batch)
         return Verdict(False, f"the grader could not check this answer: {type(err).__name__}: {err}"[:1000])
     n = len(check.cases)
-    return Verdict(True, f"passed: {n} case{'s' if n != 1 else ''} checked by the grader")
+    return Verdict(True, _explained(f"passed: {n} case{'s' if n != 1 else ''} checked by the grader", check))
+
+
+def _explained(message: str, check: Check) -> str:
+    return f"{message}. Answer: {check.explain}" if check.explain else message

@@ -148,13 +148,13 @@ def test_totals_in_the_csv(graded):
     """Does the CSV give the reference full marks, the blank release 0, and each variant its exact total?"""
     rows = graded["rows"]
     assert set(rows) == {"ref", "blank", "wrong1", "wrong2", "mixed", "broken"}
-    assert rows["ref"]["total"] == "35" and rows["ref"]["max_total"] == "35"
-    assert (rows["ref"]["exercises"], rows["ref"]["quiz"], rows["ref"]["experiment"]) == ("20", "10", "5")
+    assert rows["ref"]["total"] == "42" and rows["ref"]["max_total"] == "42"
+    assert (rows["ref"]["exercises"], rows["ref"]["quiz"], rows["ref"]["experiment"]) == ("20", "17", "5")
     assert rows["blank"]["total"] == "0" and rows["blank"]["status"] == "graded"
     # wrong1: A loses 1 (lrs), B 4, C 3, D 3, E 3; wrong2: B 4, C 4, D 3 (A and E warn but are right)
     assert rows["wrong1"]["exercises"] == "6" and rows["wrong1"]["quiz"] == "0"
     assert rows["wrong2"]["exercises"] == "9"
-    assert (rows["mixed"]["quiz"], rows["mixed"]["experiment"], rows["mixed"]["exercises"]) == ("8", "1", "0")
+    assert (rows["mixed"]["quiz"], rows["mixed"]["experiment"], rows["mixed"]["exercises"]) == ("15", "1", "0")
     for student in EXPECTED:
         assert rows[student]["status"] == "graded"
 
@@ -195,5 +195,18 @@ def test_originals_untouched_and_feedback_written(graded):
         for nb in notebooks:
             assert (fb / student / "lrdiff" / f"{nb}.html").is_file()
     assert not (fb / "broken").exists()
+
+
+@pytest.mark.slow
+def test_quiz_feedback_explains_every_answer(graded):
+    """Does the quiz's feedback show each question's explanation, for right and wrong answers alike?"""
+    import html
+
+    from autograder import quiz_key
+
+    for student in ("ref", "mixed"):
+        text = html.unescape((graded["course"] / "feedback" / student / "lrdiff" / "quiz.html").read_text())
+        for q, why in quiz_key.EXPLANATIONS.items():
+            assert why[:60] in text, f"{student}'s feedback lacks the explanation of {q}"
 
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "lrdiff"
 RELEASE = ROOT / "release" / "lrdiff"
 NOTEBOOKS = ("exercises", "quiz", "experiment")
-POINTS = {"exercises": 20, "quiz": 10, "experiment": 5}
+POINTS = {"exercises": 20, "quiz": 17, "experiment": 5}
 FUNCTIONS = ("two_group_sgd", "finetune_param_groups", "layerwise_param_groups", "no_decay_param_groups",
              "one_cycle_for_groups")
 KERNELSPEC = {"name": "lrdiff", "display_name": "Python (lrdiff)", "language": "python"}
@@ -120,9 +120,9 @@ def test_each_function_has_its_own_answer_cell_with_def_and_docstring_kept():
 
 
 def test_quiz_and_experiment_answer_cells():
-    """Does the quiz have one answer cell per question (q1..q10), and the experiment one for the two lrs?"""
+    """Does the quiz have one answer cell per question (q1..q17), and the experiment one for the two lrs?"""
     quiz = [_meta(c)["grade_id"] for c in _nb(SOURCE, "quiz").cells if _meta(c).get("solution")]
-    assert quiz == [f"q{i}" for i in range(1, 11)]
+    assert quiz == [f"q{i}" for i in range(1, 18)]
     exp = [c.source for c in _nb(SOURCE, "experiment").cells if _meta(c).get("solution")]
     assert len(exp) == 1 and "BACKBONE_LR =" in exp[0] and "HEAD_LR =" in exp[0]
 
