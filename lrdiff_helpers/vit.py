@@ -5,7 +5,7 @@ width 32 with 2 heads process them: about 35 k parameters. The attribute names a
 ``pos_embed``, ``patch_embed``, ``blocks.0`` .. ``blocks.3``, ``norm``, ``head``), so param-group code
 written for it runs unchanged on timm's full-size ViTs. It is pretrained on the clean source digits by
 ``scripts/pretrain_vit.py``; the checkpoint ships in ``lrdiff_helpers/weights/`` and is checked by sha256
-on every load. Introduced in ``notebooks/06_transformers.ipynb``.
+on every load. Introduced in ``notebooks/07_transformers.ipynb``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEXT_ONLY = {"02_syntax"}  # syntax: tables and printed values, no picture needed
 LESSONS = ["01_concept", "02_syntax", "03_sample_model", "04_experiment", "05_schedules_and_decay",
-           "06_freezing_and_checkpoints"]
+           "06_freezing_and_checkpoints", "07_transformers", "08_lora_muon_mup"]
 
 
 def test_every_lesson_is_there():
