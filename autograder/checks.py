@@ -167,6 +167,15 @@ def weight_decays(case: Case, ev: dict) -> None:
         g.assert_lrs(model, gm, g.expected_finetune_lrs(model, **case.expect["lrs"]))
 
 
+def vit_llrd(case: Case, ev: dict) -> None:
+    g = _g()
+    gm, model = _map(case, ev)
+    if "lrs" in case.expect:
+        g.assert_lrs(model, gm, g.expected_vit_llrd_lrs(model, **case.expect["lrs"]))
+    if "weight_decay" in case.expect:
+        g.assert_weight_decays(model, gm, g.expected_vit_weight_decays(model, case.expect["weight_decay"]))
+
+
 def schedule_bound(case: Case, ev: dict) -> None:
     _g().check_one_cycle_bound(_ev().schedule_facts_from_json(ev.get("facts")))
 
@@ -252,6 +261,7 @@ def _sgd_two(lr1: float, lr2: float) -> dict:
 
 
 WIDE = "SmallResNet(num_classes=4, widths=(8, 16, 24, 32))"
+DEEP_VIT = "tiny_vit(depth=6, embed_dim=8, num_heads=1, num_classes=4)"
 
 CHECKS: dict[str, Check] = {
     # ---------------------------------------------------------------- Part A: two_group_sgd
@@ -405,6 +415,38 @@ CHECKS: dict[str, Check] = {
                                       "options": {"lr": 6e-3}}, 37, [2e-3, 6e-3], hidden=True),
         ),
         schedule_lrs,
+    ),
+    # ---------------------------------------------------------------- Part F: vit_llrd_param_groups
+    "vit_llrd_groups": Check(
+        (
+            _call("groups", "vit_llrd_param_groups", "tiny_vit()", 1e-3),
+            _call("groups", "vit_llrd_param_groups", DEEP_VIT, 1e-2, 0.9, 0.1, hidden=True),
+            _call("groups", "vit_llrd_param_groups", "tiny_vit(depth=1, embed_dim=16, num_classes=2)", 1e-3,
+                  hidden=True),
+        ),
+        dict_structure,
+        no_builders=("vit_llrd_param_groups",),
+    ),
+    "vit_llrd_lrs": Check(
+        (_call("groups", "vit_llrd_param_groups", "tiny_vit()", 1e-3, expect={"lrs": {"lr": 1e-3, "decay": 0.75}}),),
+        vit_llrd,
+    ),
+    "vit_llrd_weight_decays": Check(
+        (_call("groups", "vit_llrd_param_groups", "tiny_vit()", 1e-3, expect={"weight_decay": 0.05}),),
+        vit_llrd,
+    ),
+    "vit_llrd_other_models": Check(
+        (
+            _call("groups", "vit_llrd_param_groups", "tiny_vit(depth=2, embed_dim=16, num_classes=3)", 3e-3,
+                  decay=0.5, weight_decay=1e-2, expect={"lrs": {"lr": 3e-3, "decay": 0.5}, "weight_decay": 1e-2}),
+            _call("groups", "vit_llrd_param_groups", DEEP_VIT, 1e-2, 0.9, 0.1, hidden=True,
+                  expect={"lrs": {"lr": 1e-2, "decay": 0.9}, "weight_decay": 0.1}),
+            _call("groups", "vit_llrd_param_groups", "tiny_vit(depth=1, embed_dim=16, num_classes=2)", hidden=True,
+                  weight_decay=0.0, decay=0.65, lr=2e-4, expect={"lrs": {"lr": 2e-4, "decay": 0.65}, "weight_decay": 0.0}),
+            _call("groups", "vit_llrd_param_groups", "tiny_vit()", 5e-4, 1.0, hidden=True,
+                  expect={"lrs": {"lr": 5e-4, "decay": 1.0}, "weight_decay": 0.05}),
+        ),
+        vit_llrd,
     ),
 }
 

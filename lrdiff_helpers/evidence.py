@@ -71,12 +71,14 @@ def _resnet18_groupnorm(**kwargs: Any) -> nn.Module:
 
 def _builders() -> dict[str, Callable[..., nn.Module]]:
     from .models import SmallResNet, TwoPartModel
+    from .vit import tiny_vit
 
     return {
         "TwoPartModel": TwoPartModel,
         "SmallResNet": SmallResNet,
         "resnet18": _resnet18,
         "resnet18_groupnorm": _resnet18_groupnorm,
+        "tiny_vit": tiny_vit,
     }
 
 
@@ -84,7 +86,8 @@ def build_model(spec: str) -> nn.Module:
     """Build a model from a spec such as ``"SmallResNet(num_classes=4, widths=(8, 16, 24, 32))"``.
 
     The name must be one of ``TwoPartModel``, ``SmallResNet``, ``resnet18``, ``resnet18_groupnorm`` (torchvision's
-    resnet18 with ``GroupNorm(4, c)`` layers) and the arguments literals. Seeded, so both sides build the same.
+    resnet18 with ``GroupNorm(4, c)`` layers), ``tiny_vit`` (timm's ViT, ``lrdiff_helpers.vit``) and the arguments
+    literals. Seeded, so both sides build the same.
 
     >>> build_model("TwoPartModel(3, 7, 4)").part1
     Linear(in_features=3, out_features=7, bias=True)

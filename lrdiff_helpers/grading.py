@@ -66,6 +66,8 @@ __all__ = [
     "expected_finetune_lrs",
     "expected_layerwise_lrs",
     "expected_lrs_by_module",
+    "expected_vit_llrd_lrs",
+    "expected_vit_weight_decays",
     "expected_weight_decays",
     "experiment_results",
     "experiment_test_accuracy",
@@ -89,8 +91,10 @@ NORM_TYPES = _param_groups.NORM_TYPES
 #: The param-group builders of ``lrdiff_helpers`` that the exercises ask students to write themselves.
 FORBIDDEN_BUILDERS = frozenset(
     {
+        "apply_lr_scale",
         "backbone_head_groups",
         "layerwise_param_groups",
+        "llrd_param_groups",
         "lr_range",
         "no_decay_ids",
         "param_groups_by_module",
@@ -663,6 +667,54 @@ def expected_weight_decays(model: nn.Module, weight_decay: float) -> dict[str, t
                 out[full] = (0.0, "a bias")
             else:
                 out[full] = (float(weight_decay), "a weight")
+    return out
+
+
+def expected_vit_llrd_lrs(model: nn.Module, lr: float, decay: float) -> dict[str, tuple[float, str]]:
+    """Expected lr of each parameter of a timm ViT under layer-wise lr decay, as timm's
+    ``param_groups_layer_decay`` scales it: layer ``k`` (embeddings 0, ``blocks.i`` ``i + 1``, the final norm
+    with the last block, the head at the top) gets ``lr * decay ** (top - k)``.
+
+    >>> from lrdiff_helpers.vit import tiny_vit
+    >>> exp = expected_vit_llrd_lrs(tiny_vit(), 1e-3, 0.5)
+    >>> exp["head.weight"], exp["norm.bias"], exp["cls_token"]
+    ((0.001, 'the head = lr'), (0.0005, 'layer 4 (the final norm) = lr * decay**1'), (3.125e-05, 'layer 0 (embeddings) = lr * decay**5'))
+    """
+    from .llrd import vit_layer_ids
+
+    ids = vit_layer_ids(model, norm_with_last_block=True)
+    top = len(model.blocks) + 1
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        k = ids[name]
+        where = {0: "embeddings", top: "the head"}.get(k, "the final norm" if name.startswith("norm.") else f"blocks.{k - 1}")
+        label = "the head = lr" if k == top else f"layer {k} ({where}) = lr * decay**{top - k}"
+        out[name] = (lr * decay ** (top - k), label)
+    return out
+
+
+def expected_vit_weight_decays(model: nn.Module, weight_decay: float) -> dict[str, tuple[float, str]]:
+    """Expected weight decay of each parameter of a timm ViT: 0 for parameters with fewer than 2 dimensions and
+    for the names in ``model.no_weight_decay()`` (``cls_token``, ``pos_embed``), ``weight_decay`` for the rest.
+
+    >>> from lrdiff_helpers.vit import tiny_vit
+    >>> exp = expected_vit_weight_decays(tiny_vit(), 0.05)
+    >>> exp["pos_embed"], exp["blocks.0.norm1.weight"], exp["head.weight"]
+    ((0.0, 'in model.no_weight_decay()'), (0.0, 'fewer than 2 dimensions'), (0.05, 'a weight matrix'))
+    """
+    listed = set(model.no_weight_decay())
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name in listed:
+            out[name] = (0.0, "in model.no_weight_decay()")
+        elif p.ndim < 2:
+            out[name] = (0.0, "fewer than 2 dimensions")
+        else:
+            out[name] = (float(weight_decay), "a weight matrix" if p.ndim == 2 else "a weight")
     return out
 
 

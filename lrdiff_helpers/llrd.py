@@ -49,17 +49,20 @@ def _block_index(name: str) -> int | None:
     return None
 
 
-def vit_layer_ids(model: nn.Module) -> dict[str, int]:
+def vit_layer_ids(model: nn.Module, norm_with_last_block: bool = False) -> dict[str, int]:
     """The layer of every parameter of a timm-style ViT, by name: 0 at the input, ``len(model.blocks) + 1`` at the top.
 
     Embeddings (``cls_token``, ``pos_embed``, ``patch_embed.*``) are layer 0, ``blocks.i.*`` is layer ``i + 1``,
     and everything else (the final ``norm``, the ``head``) is the top layer, as in MAE's and BEiT's
-    ``get_layer_id_for_vit``.
+    ``get_layer_id_for_vit``. With ``norm_with_last_block``, the final ``norm`` shares the last block's layer,
+    as in timm's ``param_groups_layer_decay`` (the convention of the graded exercise's Part F).
 
     >>> from lrdiff_helpers.vit import tiny_vit
-    >>> ids = vit_layer_ids(tiny_vit())
-    >>> [ids[n] for n in ("pos_embed", "blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.bias", "norm.weight", "head.bias")]
+    >>> names = ("pos_embed", "blocks.0.attn.qkv.weight", "blocks.3.mlp.fc2.bias", "norm.weight", "head.bias")
+    >>> [vit_layer_ids(tiny_vit())[n] for n in names]
     [0, 1, 4, 5, 5]
+    >>> [vit_layer_ids(tiny_vit(), norm_with_last_block=True)[n] for n in names]
+    [0, 1, 4, 4, 5]
     """
     top = len(model.blocks) + 1
     ids = {}
@@ -69,6 +72,8 @@ def vit_layer_ids(model: nn.Module) -> dict[str, int]:
             ids[name] = 0
         elif block is not None:
             ids[name] = block + 1
+        elif norm_with_last_block and name.split(".")[0] == "norm":
+            ids[name] = top - 1
         else:
             ids[name] = top
     return ids

@@ -148,12 +148,12 @@ def test_totals_in_the_csv(graded):
     """Does the CSV give the reference full marks, the blank release 0, and each variant its exact total?"""
     rows = graded["rows"]
     assert set(rows) == {"ref", "blank", "wrong1", "wrong2", "mixed", "broken"}
-    assert rows["ref"]["total"] == "42" and rows["ref"]["max_total"] == "42"
-    assert (rows["ref"]["exercises"], rows["ref"]["quiz"], rows["ref"]["experiment"]) == ("20", "17", "5")
+    assert rows["ref"]["total"] == "46" and rows["ref"]["max_total"] == "46"
+    assert (rows["ref"]["exercises"], rows["ref"]["quiz"], rows["ref"]["experiment"]) == ("24", "17", "5")
     assert rows["blank"]["total"] == "0" and rows["blank"]["status"] == "graded"
-    # wrong1: A loses 1 (lrs), B 4, C 3, D 3, E 3; wrong2: B 4, C 4, D 3 (A and E warn but are right)
-    assert rows["wrong1"]["exercises"] == "6" and rows["wrong1"]["quiz"] == "0"
-    assert rows["wrong2"]["exercises"] == "9"
+    # wrong1: A loses 1 (lrs), B 4, C 3, D 3, E 3, F 2; wrong2: B 4, C 4, D 3, F 2 (A and E warn but are right)
+    assert rows["wrong1"]["exercises"] == "8" and rows["wrong1"]["quiz"] == "0"
+    assert rows["wrong2"]["exercises"] == "11"
     assert (rows["mixed"]["quiz"], rows["mixed"]["experiment"], rows["mixed"]["exercises"]) == ("15", "1", "0")
     for student in EXPECTED:
         assert rows[student]["status"] == "graded"

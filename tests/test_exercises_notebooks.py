@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "lrdiff"
 RELEASE = ROOT / "release" / "lrdiff"
 NOTEBOOKS = ("exercises", "quiz", "experiment")
-POINTS = {"exercises": 20, "quiz": 17, "experiment": 5}
+POINTS = {"exercises": 24, "quiz": 17, "experiment": 5}
 FUNCTIONS = ("two_group_sgd", "finetune_param_groups", "layerwise_param_groups", "no_decay_param_groups",
-             "one_cycle_for_groups")
+             "one_cycle_for_groups", "vit_llrd_param_groups")
 KERNELSPEC = {"name": "lrdiff", "display_name": "Python (lrdiff)", "language": "python"}
 
 
@@ -82,7 +82,7 @@ def test_points_add_up_and_match_the_headings(name):
     for part, (stated, counted) in parts.items():
         assert stated == counted, f"{name} {part}: heading says {stated} points, grade cells give {counted}"
     if name == "exercises":
-        assert sorted(parts) == ["Part A", "Part B", "Part C", "Part D", "Part E"]
+        assert sorted(parts) == ["Part A", "Part B", "Part C", "Part D", "Part E", "Part F"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

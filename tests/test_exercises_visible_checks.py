@@ -10,7 +10,7 @@ handing in, what the grader will find on the visible case, and stay silent on st
 Each test fills answers into the *release* notebook (the student's copy: ``autograder.testing.submission``),
 runs it in the course's kernel ("Python (lrdiff)") with errors allowed, and reads every grade cell's outcome
 on its own: a grade cell depends only on its own function, so one run holds a wrong answer of each of the four
-functions at once. The five cells' probes (``autograder/checks.py``: visible and hidden cases) then run at the
+functions at once. The "other ..." cells' probes (``autograder/checks.py``: visible and hidden cases) then run at the
 end of the same kernel, and their evidence is judged as the grader judges it, so the visible verdict can be
 compared with the grader's. The answers are in ``tests/fixtures/submissions/variants.py`` (``UNSEEN``,
 ``UNSEEN_2``): each passes the visible cells before its "other ..." cell.
@@ -33,7 +33,7 @@ RELEASE = ROOT / "release" / "lrdiff"
 VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
 KERNEL = "lrdiff"  # the kernel of the notebooks' metadata: "Python (lrdiff)", with the course's pins
 OTHER = ("finetune_lrs_other_models", "layerwise_lrs_other_models", "no_decay_other_models", "no_decay_other_norms",
-         "one_cycle_schedule")
+         "one_cycle_schedule", "vit_llrd_other_models")
 
 #: What each visible check says about each wrong answer (the first lines of its AssertionError).
 MESSAGES = {
@@ -43,6 +43,8 @@ MESSAGES = {
     ("UNSEEN", "no_decay_other_models"): "conv1.weight has weight decay 0.0005, expected 0.01 (a weight)",
     ("UNSEEN", "one_cycle_schedule"):
         "step 1: group 0 has lr 4.28138e-07, expected 5.20346e-07 (OneCycleLR peaking at 1e-05)",
+    ("UNSEEN", "vit_llrd_other_models"):
+        "cls_token has lr 9.375e-05, expected 0.000375 (layer 0 (embeddings) = lr * decay**3)",
     ("UNSEEN_2", "finetune_lrs_other_models"):
         "layer1.1.conv1.weight is in no param group, so it is never trained; expected lr 0.001 (backbone_lr)",
     ("UNSEEN_2", "layerwise_lrs_other_models"):
@@ -57,7 +59,7 @@ MESSAGES = {
 @dataclass(frozen=True)
 class Outcome:
     """One grade cell as the student sees it: its error (``"AssertionError: ..."``, ``""`` when it passed), what it
-    wrote to stderr, and the grader's verdict on the same answers (for the five cells of :data:`OTHER`)."""
+    wrote to stderr, and the grader's verdict on the same answers (for the cells of :data:`OTHER`)."""
 
     error: str
     stderr: str
@@ -87,7 +89,7 @@ def run_release(answers: dict[str, str]) -> dict[str, Outcome]:
 @pytest.mark.slow
 def test_reference_passes_every_visible_check_silently():
     """With the source's answers in the student's copy, does every grade cell pass in the kernel, with nothing
-    on stderr, and does the grader pass the five "other ..." cells too?"""
+    on stderr, and does the grader pass the "other ..." cells too?"""
     results = run_release({})
     assert set(OTHER) <= set(results)
     failed = {gid: r.error for gid, r in results.items() if r.error}

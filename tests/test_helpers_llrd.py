@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay
@@ -152,3 +154,27 @@ def test_warmup_keeps_the_ratios_between_groups():
             assert g["lr"] == pytest.approx(b * f(step))
         opt.step()
         sched.step()
+
+
+@pytest.mark.parametrize("depth, width, heads, lr, decay, wd", [
+    (4, 32, 2, 1e-3, 0.75, 0.05), (2, 16, 2, 3e-3, 0.5, 1e-2), (6, 8, 1, 1e-2, 0.9, 0.1), (1, 16, 2, 2e-4, 0.65, 0.0),
+])
+def test_graded_part_f_agrees_with_timm(depth, width, heads, lr, decay, wd):
+    """Are the graded exercise's expected lrs and weight decays (Part F) exactly what timm's
+    param_groups_layer_decay gives each parameter, with the model's no_weight_decay() list?"""
+    from timm.optim import param_groups_layer_decay
+
+    from lrdiff_helpers import grading
+
+    model = tiny_vit(depth=depth, embed_dim=width, num_heads=heads, num_classes=3)
+    timm_groups = param_groups_layer_decay(model, weight_decay=wd, no_weight_decay_list=model.no_weight_decay(),
+                                           layer_decay=decay)
+    names = {id(p): n for n, p in model.named_parameters()}
+    timm_lr = {names[id(p)]: lr * g["lr_scale"] for g in timm_groups for p in g["params"]}
+    timm_wd = {names[id(p)]: g["weight_decay"] for g in timm_groups for p in g["params"]}
+    want_lr = {n: v for n, (v, _) in grading.expected_vit_llrd_lrs(model, lr, decay).items()}
+    want_wd = {n: v for n, (v, _) in grading.expected_vit_weight_decays(model, wd).items()}
+    assert set(want_lr) == set(timm_lr) == set(names.values())
+    assert all(math.isclose(want_lr[n], timm_lr[n], rel_tol=1e-12) for n in want_lr), \
+        {n: (want_lr[n], timm_lr[n]) for n in want_lr if not math.isclose(want_lr[n], timm_lr[n], rel_tol=1e-12)}
+    assert want_wd == timm_wd
