@@ -13,7 +13,6 @@ This file is the answer key (the quiz digests) and the hidden tests: it is never
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -474,39 +473,6 @@ def probe_source(grade_id: str) -> str:
     )
 
 
-def _builders_used(sources: Iterable[str], fn: str) -> list[str]:
-    """The helpers' param-group builders that the last ``def fn`` in ``sources`` refers to (by name, by an
-    attribute, or through an alias imported in the notebook), read from the code, not from the kernel."""
-    from lrdiff_helpers.grading import FORBIDDEN_BUILDERS
-
-    aliases: dict[str, str] = {}
-    target = None
-    for src in sources:
-        try:
-            tree = ast.parse(src)
-        except SyntaxError:
-            continue  # IPython magics and the like: not Python; the kernel reported them
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lrdiff_helpers"):
-                for a in node.names:
-                    if a.name in FORBIDDEN_BUILDERS:
-                        aliases[a.asname or a.name] = a.name
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == fn:
-                target = node
-    if target is None:
-        return []
-    used = set()
-    for node in ast.walk(target):
-        if isinstance(node, ast.Name) and node.id in aliases:
-            used.add(aliases[node.id])
-        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_BUILDERS and node.id != fn:
-            used.add(node.id)
-        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_BUILDERS:
-            used.add(node.attr)
-    return sorted(used)
-
-
 def _evidence_of(grade_id: str, outputs: Sequence[Any]) -> dict:
     """The one evidence payload of this cell (the probe displays exactly one)."""
     from lrdiff_helpers.evidence import MAX_EVIDENCE, MIME, EvidenceError
@@ -561,7 +527,7 @@ def judge(grade_id: str, outputs: Sequence[Any] | dict, sources: Iterable[str] =
                 except AssertionError as err:
                     raise AssertionError(f"[{case.label(i)}] {err}") from None
         for fn in check.no_builders:
-            used = _builders_used(sources, fn)
+            used = _g().builders_used(sources, fn)
             if used:
                 raise AssertionError(f"{fn} uses lrdiff_helpers' {', '.join(used)}; the exercise is to build the "
                                      "groups yourself")

@@ -758,7 +758,7 @@ def autograde(
         if progress is not None:
             progress(res)
 
-    from .sandbox import _force_rmtree as rmtree  # also removes folders student code made unreadable
+    from .sandbox import force_rmtree as rmtree  # also removes folders student code made unreadable
 
     work = Path(tempfile.mkdtemp(prefix="lrdiff-autograde-"))
     os.chmod(work, 0o711)  # the workers' temp folders in it must be reachable (see _Job.tmpdir); not listable

@@ -237,7 +237,7 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(folder, n), uid, gid)
 
 
-def _force_rmtree(path: Path) -> bool:
+def force_rmtree(path: Path) -> bool:
     """Remove a scratch tree, even folders the student made unreadable (chmod 000); never follows symlinks.
     Returns whether it is gone."""
     if path.is_dir() and not path.is_symlink():
@@ -1015,7 +1015,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         except BaseException:
             self._close_kernel_log()
             if fresh and self._scratch is not None:
-                _force_rmtree(self._scratch)
+                force_rmtree(self._scratch)
                 self._scratch = None
             raise
 
@@ -1121,7 +1121,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if not restart and self._scratch is not None:
             self._report_kernel_log()
-            if not self.keep_scratch and not _force_rmtree(self._scratch):
+            if not self.keep_scratch and not force_rmtree(self._scratch):
                 self.log.warning("Could not remove the sandbox's scratch folder %s", self._scratch)
             self._scratch = None
 

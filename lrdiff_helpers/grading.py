@@ -20,13 +20,14 @@ from the model and the arguments (:func:`expected_lrs_by_module`, :func:`expecte
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import io
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -56,7 +57,7 @@ __all__ = [
     "check_exactly_one_group",
     "check_group_dicts",
     "check_no_empty_groups",
-    "check_no_helper_builders",
+    "builders_used",
     "check_one_cycle_bound",
     "check_one_cycle_lrs",
     "check_one_cycle_peaks",
@@ -813,46 +814,35 @@ def check_stage_groups(model: nn.Module, groups: Any) -> None:
 # Students must write the builders themselves
 
 
-def check_no_helper_builders(func: Callable[..., Any]) -> None:
-    """Check that ``func`` does not call the param-group builders of ``lrdiff_helpers``.
-
-    A name ``func`` (or a function nested in it) uses counts when it resolves, in the function's globals,
-    to one of the builders (under any name: ``from lrdiff_helpers import ulmfit_lrs as decay``), or when it
-    is a builder's name that is not a global of the notebook (an attribute: ``lh.ulmfit_lrs``).
-
-    >>> import lrdiff_helpers as lh
-    >>> def groups(model):
-    ...     return lh.param_groups_by_module(model, {"": 1e-3})
-    >>> check_no_helper_builders(groups)
-    Traceback (most recent call last):
-    ...
-    AssertionError: groups uses lrdiff_helpers' param_groups_by_module; the exercise is to build the groups yourself
-    """
-    import lrdiff_helpers
-
-    names = set()
-    stack = [getattr(func, "__code__", None)]
-    while stack:
-        code = stack.pop()
-        if code is None:
-            continue
-        names |= set(code.co_names)
-        stack.extend(c for c in code.co_consts if hasattr(c, "co_names"))
-    globs = getattr(func, "__globals__", {})
-    helpers = {id(getattr(lrdiff_helpers, b)): b for b in FORBIDDEN_BUILDERS if hasattr(lrdiff_helpers, b)}
+def builders_used(sources: Iterable[str], fn: str) -> list[str]:
+    """The helpers' param-group builders that the last ``def fn`` in ``sources`` refers to (by name, by an
+    attribute, or through an alias imported in the notebook), read from the code, not from the kernel."""
+    aliases: dict[str, str] = {}
+    target = None
+    for src in sources:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue  # IPython magics and the like: not Python; the kernel reported them
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lrdiff_helpers"):
+                for a in node.names:
+                    if a.name in FORBIDDEN_BUILDERS:
+                        aliases[a.asname or a.name] = a.name
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == fn:
+                target = node
+    if target is None:
+        return []
     used = set()
-    for n in names:
-        bound = globs.get(n)
-        if bound is not None and id(bound) in helpers:  # the builder itself, under any name
-            used.add(helpers[id(bound)])
-        elif bound is None and n in FORBIDDEN_BUILDERS:  # read as an attribute: lh.ulmfit_lrs
-            used.add(n)
-    used = sorted(used)
-    if used:
-        raise AssertionError(
-            f"{getattr(func, '__name__', 'the answer')} uses lrdiff_helpers' {', '.join(used)}; "
-            "the exercise is to build the groups yourself"
-        )
+    for node in ast.walk(target):
+        if isinstance(node, ast.Name) and node.id in aliases:
+            used.add(aliases[node.id])
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_BUILDERS and node.id != fn:
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_BUILDERS:
+            used.add(node.attr)
+    return sorted(used)
 
 
 # --------------------------------------------------------------------------------------------------

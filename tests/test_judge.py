@@ -17,7 +17,7 @@ import pytest
 
 from autograder import checks
 from autograder.judge import STASH, JudgeTestCells, ProbeTestCells, StripHiddenTests
-from lrdiff_helpers import TwoPartModel, evidence
+from lrdiff_helpers import TwoPartModel, evidence, grading
 from nbgrader.utils import determine_grade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,10 +119,10 @@ def test_a_hidden_case_is_named_generically():
 def test_builders_are_found_in_the_source_not_in_the_kernel():
     src = "from lrdiff_helpers import ulmfit_lrs as decay\n\ndef layerwise_param_groups(model, head_lr, decay_=2.6):\n" \
           "    return decay(6, head_lr)\n"
-    assert checks._builders_used([src], "layerwise_param_groups") == ["ulmfit_lrs"]
-    assert checks._builders_used(["def two_group_sgd(m, a, b):\n    return lh.stage_param_groups(m)\n"],
-                                 "two_group_sgd") == ["stage_param_groups"]
-    assert checks._builders_used(["%timeit x", "def f():\n    return 1\n"], "f") == []
+    assert grading.builders_used([src], "layerwise_param_groups") == ["ulmfit_lrs"]
+    assert grading.builders_used(["def two_group_sgd(m, a, b):\n    return lh.stage_param_groups(m)\n"],
+                                  "two_group_sgd") == ["stage_param_groups"]
+    assert grading.builders_used(["%timeit x", "def f():\n    return 1\n"], "f") == []
 
 
 def _test_cell(gid: str, source: str = "assert False") -> nbformat.NotebookNode:
