@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CHECKPOINTS", "Checkpoint", "ChecksumError", "checkpoint_path", "load_state_dict", "sha256_of"]
+__all__ = ["CHECKPOINTS", "Checkpoint", "ChecksumError", "checkpoint_path", "load_state_dict", "save_backbone", "sha256_of"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -88,3 +88,16 @@ def load_state_dict(name: str, path: Path | str | None = None) -> dict[str, torc
             f"the file is corrupt or stale: re-make it with `python {entry.made_by}`"
         )
     return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def save_backbone(model: torch.nn.Module, out: Path | str, head_prefix: str) -> str:
+    """Save ``model``'s state dict without its head (the keys under ``head_prefix``) for the registry.
+
+    Used by the scripts that make the checkpoints (``scripts/pretrain_*.py``); returns the line they print:
+    where the file went, its size and the sha256 to put in :data:`CHECKPOINTS`.
+    """
+    out = Path(out)
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(head_prefix)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {sha256_of(out)}"

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lrdiff_helpers import SmallResNet, fit, source_task  # noqa: E402
-from lrdiff_helpers.hub import CHECKPOINTS, WEIGHTS_DIR, sha256_of  # noqa: E402
+from lrdiff_helpers.hub import CHECKPOINTS, WEIGHTS_DIR, save_backbone  # noqa: E402
 
 #: The source task's classes for each checkpoint this script makes.
 SOURCE_DIGITS = {
@@ -51,10 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             device="cpu", desc="pretraining")
     print(f"pretrained {args.epochs} epochs in {time.perf_counter() - start:.1f} s: "
           f"source train acc {h.train_acc[-1]:.3f}, source val acc {h.val_acc[-1]:.3f}")
-    state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB), sha256 {sha256_of(out)}")
+    print(save_backbone(model, out, head_prefix="fc."))
     return 0
 
 
