@@ -150,7 +150,7 @@ def groupmap_to_json(gm: GroupMap) -> dict[str, Any]:
             for pl in gm.placements.values()
         ],
         "groups": [
-            {**{k: grading._scalar(v) for k, v in g.items() if k != "params"}, "params": len(list(g["params"]))}
+            {**{k: grading.json_scalar(v) for k, v in g.items() if k != "params"}, "params": len(list(g["params"]))}
             for g in gm.groups
         ],
         "problems": [str(p) for p in gm.problems],

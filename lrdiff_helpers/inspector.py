@@ -23,14 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GroupReport", "ParamRow", "Problem", "inspect_param_groups", "SCHEDULER_KEYS"]
+from .resolve import LABEL_KEYS, SCHEDULER_KEYS, Finding, Resolution, Slot, resolve  # noqa: F401 (re-exported)
 
-#: Keys that lr schedulers add to param groups; they are read by the scheduler, not ignored.
-SCHEDULER_KEYS = frozenset(
-    {"initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "swa_lr", "initial_momentum"}
-)
-#: Keys that torch keeps in a group for reference (labels).
-LABEL_KEYS = frozenset({"params", "param_names", "name"})
+__all__ = ["GroupReport", "ParamRow", "Problem", "inspect_param_groups", "SCHEDULER_KEYS"]
 
 
 @dataclass(frozen=True)
@@ -114,10 +109,6 @@ class GroupReport:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{problems}"
 
 
-def _defaults_of(optimizer_cls: type[torch.optim.Optimizer]) -> dict[str, Any]:
-    return dict(optimizer_cls([nn.Parameter(torch.zeros(1))]).defaults)
-
-
 def inspect_param_groups(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | Iterable[dict[str, Any]],
@@ -125,6 +116,8 @@ def inspect_param_groups(
     defaults: dict[str, Any] | None = None,
 ) -> GroupReport:
     """Report each parameter's group, lr and weight decay, and flag mistakes.
+
+    The walk is :func:`lrdiff_helpers.resolve.resolve`'s; this function words what it finds.
 
     Args:
         model: the model being optimized.
@@ -141,65 +134,57 @@ def inspect_param_groups(
     ['ignored_key', 'unassigned']
     """
     if isinstance(optimizer, torch.optim.Optimizer):
-        groups = optimizer.param_groups
-        valid = set(optimizer.defaults)
-        fill: dict[str, Any] = {}
+        res = resolve(model, optimizer)
         opt_name = type(optimizer).__name__
     else:
         groups = [dict(g) if isinstance(g, dict) else {"params": g} for g in optimizer]
-        valid = set(_defaults_of(optimizer_cls))
-        fill = dict(_defaults_of(optimizer_cls), **(defaults or {}))
+        res = resolve(model, groups, optimizer_cls, defaults, named=False)
         opt_name = optimizer_cls.__name__
-    valid |= SCHEDULER_KEYS | LABEL_KEYS
-
-    problems: list[Problem] = []
-    names = {id(p): n for n, p in model.named_parameters()}
-    where: dict[int, list[int]] = {}
-    group_names = []
-    for gi, group in enumerate(groups):
-        label = str(group.get("name", gi))
-        group_names.append(label)
-        params = group.get("params", [])
-        if isinstance(params, (torch.Tensor, nn.Module)):
-            params = [params]
-        else:
-            params = list(params)  # consumes a generator in a list of dicts, as torch would
-        if not params:
-            problems.append(Problem("empty_group", f"group {label} has no parameters (a used-up generator?)"))
-        for p in params:
-            if isinstance(p, nn.Module):
-                problems.append(Problem(
-                    "not_a_tensor",
-                    f"group {label} holds the module {type(p).__name__}; pass module.parameters() instead",
-                ))
-            elif not isinstance(p, torch.Tensor):
-                problems.append(Problem("not_a_tensor", f"group {label} holds a {type(p).__name__}, not a tensor"))
-            elif id(p) not in names:
-                problems.append(Problem("foreign", f"group {label} holds a tensor {tuple(p.shape)} that is not a parameter of the model"))
-            else:
-                where.setdefault(id(p), []).append(gi)
-        for key in group:
-            if key not in valid:
-                problems.append(Problem(
-                    "ignored_key",
-                    f"group {label} has key {key!r}, which {opt_name} ignores",
-                ))
-
+    group_names = [str(g.get("name", gi)) for gi, g in enumerate(res.groups)]
+    problems = _group_problems(res, group_names, opt_name)
     rows = []
-    for name, p in model.named_parameters():
-        gs = tuple(where.get(id(p), ()))
-        if gs:
-            g = groups[gs[0]]
-            lr, wd = g.get("lr", fill.get("lr")), g.get("weight_decay", fill.get("weight_decay"))
-        else:
-            lr = wd = None
-        rows.append(ParamRow(name, tuple(p.shape), p.requires_grad, gs, lr, wd))
-        if len(gs) > 1:
-            problems.append(Problem(
-                "duplicate", f"{name} is in groups {', '.join(group_names[i] for i in gs)}; a parameter must be in one group"
-            ))
-        elif not gs and p.requires_grad:
-            problems.append(Problem(
-                "unassigned", f"{name} is in no param group, so it is never trained; every trainable parameter must be in exactly one"
-            ))
+    for slot in res.slots.values():
+        gs = slot.occurrences
+        lr, wd = res.setting(slot.name, "lr"), res.setting(slot.name, "weight_decay")
+        rows.append(ParamRow(slot.name, slot.shape, slot.requires_grad, gs, lr, wd))
+        problems += _param_problems(slot, group_names)
     return GroupReport(rows, problems, group_names)
+
+
+def _group_problems(res: Resolution, names: list[str], opt_name: str) -> list[Problem]:
+    """The problems of each group, group by group: empty, items that are not the model's, ignored keys."""
+    ignored = res.ignored_keys()
+    problems = []
+    for gi, label in enumerate(names):
+        found = [f for f in res.findings if f.group == gi]
+        if any(f.kind == "params_not_iterable" for f in found):
+            raise TypeError(f"'{found[0].detail}' object is not iterable")
+        if not res.groups[gi]["params"] and not any(f.kind == "params_module" for f in found):
+            problems.append(Problem("empty_group", f"group {label} has no parameters (a used-up generator?)"))
+        problems += [p for p in (_item_problem(f, label) for f in found) if p is not None]
+        problems += [Problem("ignored_key", f"group {label} has key {key!r}, which {opt_name} ignores")
+                     for key in ignored.get(gi, [])]
+    return problems
+
+
+def _item_problem(finding: Finding, label: str) -> Problem | None:
+    if finding.module:
+        return Problem("not_a_tensor",
+                       f"group {label} holds the module {finding.detail}; pass module.parameters() instead")
+    if finding.kind == "not_a_tensor":
+        return Problem("not_a_tensor", f"group {label} holds a {finding.detail}, not a tensor")
+    if finding.kind == "foreign":
+        return Problem("foreign", f"group {label} holds a tensor {finding.shape} that is not a parameter of the model")
+    return None  # a set is fine here; a parameter listed twice is reported as a duplicate
+
+
+def _param_problems(slot: Slot, names: list[str]) -> list[Problem]:
+    gs = slot.occurrences
+    if len(gs) > 1:
+        return [Problem(
+            "duplicate", f"{slot.name} is in groups {', '.join(names[i] for i in gs)}; a parameter must be in one group"
+        )]
+    if not gs and slot.requires_grad:
+        return [Problem("unassigned", f"{slot.name} is in no param group, so it is never trained; "
+                                      "every trainable parameter must be in exactly one")]
+    return []

@@ -34,6 +34,7 @@ __all__ = [
     "llrd_param_groups",
     "llrd_scales",
     "no_weight_decay_names",
+    "no_weight_decay_reasons",
     "vit_layer_ids",
     "warmup_cosine",
 ]
@@ -100,8 +101,25 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
     >>> sorted(n for n in names if not n.startswith("blocks"))
     ['cls_token', 'head.bias', 'norm.bias', 'norm.weight', 'patch_embed.proj.bias', 'pos_embed']
     """
+    return set(no_weight_decay_reasons(model))
+
+
+def no_weight_decay_reasons(model: nn.Module) -> dict[str, str]:
+    """Name -> why it gets no weight decay, for the parameters of :func:`no_weight_decay_names`.
+
+    >>> from lrdiff_helpers.vit import tiny_vit
+    >>> reasons = no_weight_decay_reasons(tiny_vit())
+    >>> reasons["pos_embed"], reasons["head.bias"]
+    ('in model.no_weight_decay()', 'fewer than 2 dimensions')
+    """
     listed = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    return {name for name, p in model.named_parameters() if p.ndim < 2 or name in listed}
+    out = {}
+    for name, p in model.named_parameters():
+        if name in listed:
+            out[name] = "in model.no_weight_decay()"
+        elif p.ndim < 2:
+            out[name] = "fewer than 2 dimensions"
+    return out
 
 
 def llrd_param_groups(model: nn.Module, lr: float, decay: float, weight_decay: float = 0.0) -> list[dict[str, Any]]:

@@ -7,19 +7,16 @@ Introduced in ``notebooks/08_lora_muon_mup.ipynb``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from .param_groups import trainable_parameters
+
 __all__ = ["loraplus_param_groups", "muon_adamw_split", "mup_param_groups"]
 
 _LORA_B = ("lora_B", "lora_embedding_B")  # the modules (or parameter dicts) where peft keeps the B factors
-
-
-def _trainable(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
-    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
 
 
 def _groups(named: dict[str, tuple[list[nn.Parameter], dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -49,7 +46,7 @@ def loraplus_param_groups(model: nn.Module, lr: float, ratio: float = 16.0) -> l
     a: list[nn.Parameter] = []
     b: list[nn.Parameter] = []
     other: list[nn.Parameter] = []
-    for name, p in _trainable(model):
+    for name, p in trainable_parameters(model):
         parts = name.split(".")
         if any(part in _LORA_B for part in parts):
             b.append(p)
@@ -87,8 +84,8 @@ def muon_adamw_split(model: nn.Module, head: str = "head") -> tuple[list[dict[st
         in_head = name == head or name.startswith(head + ".")
         if isinstance(module, nn.Linear) and not in_head and module.weight.requires_grad:
             matrices.add(id(module.weight))
-    muon = [p for _, p in _trainable(model) if id(p) in matrices]
-    adamw = [p for _, p in _trainable(model) if id(p) not in matrices]
+    muon = [p for _, p in trainable_parameters(model) if id(p) in matrices]
+    adamw = [p for _, p in trainable_parameters(model) if id(p) not in matrices]
     return (_groups({"muon: hidden matrices": (muon, {})}),
             _groups({"adamw: embeddings, head, biases, norms": (adamw, {})}))
 
@@ -127,7 +124,7 @@ def mup_param_groups(model: nn.Module, base_lr: float, base_model: nn.Module) ->
                 raise ValueError(f"the base model has no module {name!r}; build it with the same architecture")
             mult[id(module.weight)] = _fan_in(module.weight) / _fan_in(base[name].weight)
     by_mult: dict[float, list[nn.Parameter]] = {}
-    for _, p in _trainable(model):
+    for _, p in trainable_parameters(model):
         by_mult.setdefault(mult.get(id(p), 1.0), []).append(p)
     return _groups({
         ("lr x 1" if m == 1 else f"lr / {m:g}" if m > 1 else f"lr x {1 / m:g}"): (params, {"lr": base_lr / m})

@@ -18,7 +18,11 @@ from torch import nn
 __all__ = [
     "NORM_TYPES",
     "RESNET_STAGES",
+    "module_prefix_of",
     "no_decay_ids",
+    "no_decay_reason",
+    "stage_of",
+    "trainable_parameters",
     "layerwise_param_groups",
     "lr_range",
     "param_groups_by_module",
@@ -51,7 +55,41 @@ def _matches(name: str, prefix: str) -> bool:
     return prefix == "" or name == prefix or name.startswith(prefix + ".")
 
 
-def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+def module_prefix_of(name: str, prefixes: Iterable[str]) -> str | None:
+    """The longest of ``prefixes`` (module names) that parameter ``name`` is in; ``""`` matches every name.
+
+    The rule of :func:`param_groups_by_module`. ``None`` when none matches.
+
+    >>> module_prefix_of("layer1.0.conv1.weight", ["", "layer1", "layer1.0"])
+    'layer1.0'
+    >>> module_prefix_of("fc.bias", ["layer1"]) is None
+    True
+    """
+    keys = [k for k in prefixes if _matches(name, k)]
+    return max(keys, key=len) if keys else None
+
+
+def stage_of(name: str, stages: Sequence[tuple[str, Sequence[str]]] = RESNET_STAGES) -> str | None:
+    """The stage (``"stem"``, ``"layer1"`` .. ``"fc"``) of a parameter name of a torchvision-style ResNet.
+
+    >>> stage_of("bn1.weight"), stage_of("layer2.0.downsample.1.bias"), stage_of("head.weight")
+    ('stem', 'layer2', None)
+    """
+    for stage, modules in stages:
+        if any(m != "" and _matches(name, m) for m in modules):
+            return stage
+    return None
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every parameter with ``requires_grad=True``, in the model's order: what builders place.
+
+    >>> from lrdiff_helpers import TwoPartModel
+    >>> m = TwoPartModel()
+    >>> _ = m.part1.requires_grad_(False)
+    >>> [n for n, _ in trainable_parameters(m)]
+    ['part2.weight', 'part2.bias']
+    """
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
@@ -82,12 +120,12 @@ def param_groups_by_module(
     """
     groups: dict[str, list[nn.Parameter]] = {key: [] for key in lrs}
     unplaced = []
-    for name, p in _trainable(model):
-        keys = [k for k in lrs if _matches(name, k)]
-        if not keys:
+    for name, p in trainable_parameters(model):
+        key = module_prefix_of(name, lrs)
+        if key is None:
             unplaced.append(name)
             continue
-        groups[max(keys, key=len)].append(p)
+        groups[key].append(p)
     if unplaced:
         raise ValueError(f"these trainable parameters match no module name in {list(lrs)}: {unplaced}")
     empty = [k for k, ps in groups.items() if not ps]
@@ -140,10 +178,10 @@ def stage_param_groups(
     groups = []
     placed: set[int] = set()
     for (stage, modules), lr in zip(stages, lrs):
-        params = [p for n, p in _trainable(model) if any(_matches(n, m) for m in modules)]
+        params = [p for n, p in trainable_parameters(model) if any(_matches(n, m) for m in modules)]
         placed.update(id(p) for p in params)
         groups.append({"params": params, "lr": lr, "name": stage, **options})
-    left = [n for n, p in _trainable(model) if id(p) not in placed]
+    left = [n for n, p in trainable_parameters(model) if id(p) not in placed]
     if left:
         raise ValueError(f"these trainable parameters are in no stage: {left}")
     return [g for g in groups if g["params"]]
@@ -171,12 +209,27 @@ def slice_param_groups(
     return stage_param_groups(model, lr_range(lo, hi, len(stages)), stages, **options)
 
 
+def no_decay_reason(module: nn.Module, pname: str) -> str | None:
+    """Why ``module``'s own parameter ``pname`` gets no weight decay, or ``None`` when it keeps it.
+
+    >>> no_decay_reason(nn.BatchNorm2d(3), "weight"), no_decay_reason(nn.Linear(2, 2), "bias")
+    ('a BatchNorm2d parameter', 'a bias')
+    >>> no_decay_reason(nn.Linear(2, 2), "weight") is None
+    True
+    """
+    if isinstance(module, NORM_TYPES):
+        return f"a {type(module).__name__} parameter"
+    if pname == "bias":
+        return "a bias"
+    return None
+
+
 def no_decay_ids(model: nn.Module) -> set[int]:
     """``id`` s of the parameters that should get no weight decay: biases and normalization parameters."""
     ids = set()
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
-            if isinstance(module, NORM_TYPES) or pname == "bias":
+            if no_decay_reason(module, pname) is not None:
                 ids.add(id(p))
     return ids
 
@@ -199,7 +252,7 @@ def weight_decay_param_groups(
     [('all', 0.0005), ('all/no_decay', 0.0)]
     """
     if groups is None:
-        groups = [{"params": [p for _, p in _trainable(model)], "name": "all"}]
+        groups = [{"params": [p for _, p in trainable_parameters(model)], "name": "all"}]
     no_decay = no_decay_ids(model)
     out = []
     for group in groups:

@@ -200,10 +200,14 @@ def test_visible_checks_pass_for_the_reference_and_fail_for_stubs():
 def test_grading_docstring_examples():
     """Do the examples in lrdiff_helpers.grading's docstrings hold?"""
     import doctest
+    import importlib
+    import pkgutil
 
     from lrdiff_helpers import grading
 
-    result = doctest.testmod(grading, optionflags=doctest.ELLIPSIS)
+    modules = [importlib.import_module(m.name) for m in pkgutil.iter_modules(grading.__path__, grading.__name__ + ".")]
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in [grading, *modules]]
+    result = doctest.TestResults(sum(r.failed for r in results), sum(r.attempted for r in results))
     assert result.attempted > 10 and result.failed == 0
 
 

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["evidence", "data", "models", "param_groups", "inspector", "train", "experiment", "vit", "modern", "llrd"]
+MODULES = ["evidence", "data", "models", "param_groups", "inspector", "train", "experiment", "vit", "modern", "llrd", "resolve"]
 
 
 @pytest.mark.parametrize("name", MODULES)

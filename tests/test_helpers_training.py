@@ -84,10 +84,24 @@ def test_plots_draw(tmp_path):
     opt = torch.optim.SGD(L.layerwise_param_groups(m, 1e-2))
     ax = L.plot_lr_per_layer(m, opt)
     assert ax.get_ylabel() == "lr" and len(ax.patches) == len(list(m.parameters()))
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert [bar.get_height() for bar in ax.patches] == pytest.approx([lr_of[id(p)] for p in m.parameters()])
+    assert [t.get_text() for t in ax.get_xticklabels()] == [n for n, _ in m.named_parameters()]
+    assert ax.get_yscale() == "log" and ax.get_legend() is None  # every parameter has a group: no red x
+    two = L.TwoPartModel()
+    ax = L.plot_lr_per_layer(two, [{"params": two.part1.parameters(), "lr": 0.1}], log=False)
+    assert [bar.get_height() for bar in ax.patches][:2] == pytest.approx([0.1, 0.1])
+    assert [ln.get_label() for ln in ax.get_lines()] == ["in no group"] and list(ax.get_lines()[0].get_xdata()) == [2, 3]
+    assert ax.get_yscale() == "linear"
     h = L.fit(L.TwoPartModel(), torch.optim.SGD(L.TwoPartModel().parameters(), lr=0.1), toy(), toy(seed=1), epochs=2, progress=False)
     ax = L.plot_history({"a": [h, h]})
     assert [ln.get_label() for ln in ax.get_lines()] == ["a (train)", "a (val)"], [ln.get_label() for ln in ax.get_lines()]
     assert list(ax.get_lines()[1].get_ydata()) == h.val_acc and ax.get_ylabel() == "accuracy"
+    assert list(ax.get_lines()[0].get_ydata()) == h.train_acc and list(ax.get_lines()[0].get_xdata()) == [1, 2]
+    assert len(ax.collections) == 2 and ax.get_xlabel() == "epoch"  # a min-max band per split (two seeds)
+    ax = L.plot_history(h, metric="loss")
+    assert [ln.get_label() for ln in ax.get_lines()] == ["run (train)", "run (val)"] and ax.get_ylabel() == "loss"
+    assert list(ax.get_lines()[1].get_ydata()) == h.val_loss and len(ax.collections) == 0  # one run: no band
     ax = L.plot_lr_schedule(h, ["all"])
     assert [ln.get_label() for ln in ax.get_lines()] == ["all"] and list(ax.get_lines()[0].get_ydata()) == h.lrs_of_group(0)
     assert ax.get_xlabel() == "step" and ax.get_ylabel() == "lr"
