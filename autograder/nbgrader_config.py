@@ -56,8 +56,12 @@ use_trusted_checks(c)
 # Without bubblewrap each notebook fails to grade with the reason and how to install it; LRDIFF_UNSAFE_NO_SANDBOX=1
 # grades unconfined, loudly. (Only autograde: Validate and the lessons run as usual.)
 from autograder.sandbox import autograde_preprocessors  # noqa: E402
+from lrdiff_helpers.evidence import MIME as EVIDENCE_MIME  # noqa: E402
 
 c.Autograde.autograde_preprocessors = autograde_preprocessors(c)
+# The probes' evidence (one output of this MIME type per graded case, lrdiff_helpers/evidence.py) is what the
+# grader judges: the sandbox keeps it (up to 1 MB each) even after a cell's prints used up the cell's budget.
+c.SandboxedExecute.evidence_mime = EVIDENCE_MIME
 
 # Time limits per notebook (autograder/time_limits.py), printed in the grading log. The exercises and the quiz
 # need a few seconds (kernel start and imports; the answers return in milliseconds); the experiment's own cells

@@ -1,25 +1,24 @@
-"""The grading sandbox (autograder/sandbox.py): what student code can and cannot do inside it.
+"""The grading sandbox (autograder/sandbox/): what student code can and cannot do inside it.
 
 Every check runs real code in a sandboxed kernel through nbclient, as ``nbgrader autograde`` does. To keep the
 file fast, one notebook ("the attack notebook", one kernel with torch) holds most attacks, cell by cell, and
 each test below reads the outputs of its cell; a second, torch-free kernel checks what must hold after the
 first one died and the CPU limit, a third the wall-clock limit. The kernel tests skip only when bubblewrap cannot
-run here and env CI is unset; in CI that is a failure.
+run here and env CI is unset; in CI that is a failure. (Output budgets: tests/test_sandbox_output.py and
+test_sandbox_budget.py; the command line and nbgrader's wiring: test_sandbox_config.py; the two programs that
+run inside: test_sandbox_programs.py.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import random
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,17 +31,13 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets.config import Config
 
+from autograder import sandbox
+from tests.support.ci import skip_or_fail
+from tests.support.processes import exists, processes_with, uids_of_tree
+from tests.support.sandbox_attacks import HIJACKERS, attack_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "lrdiff"
-
-try:
-    from autograder import sandbox
-except ImportError:  # the autograder package is someone else's; load the module by path if it is not there
-    _spec = importlib.util.spec_from_file_location("autograder.sandbox", ROOT / "autograder" / "sandbox.py")
-    assert _spec is not None and _spec.loader is not None
-    sandbox = importlib.util.module_from_spec(_spec)
-    sys.modules["autograder.sandbox"] = sandbox
-    _spec.loader.exec_module(sandbox)
 
 try:
     KERNEL_PYTHON = KernelSpecManager().get_kernel_spec(KERNEL).argv[0]
@@ -57,9 +52,7 @@ def sandbox_works() -> None:
     """Skip (or, in CI, fail) when this machine cannot run bubblewrap at all."""
     ok, why = sandbox.sandbox_available(KERNEL_PYTHON)
     if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"the grading sandbox cannot run in CI: {why}", pytrace=False)
-        pytest.skip(f"bubblewrap cannot run on this machine: {why}")
+        skip_or_fail(f"bubblewrap cannot run on this machine: {why}", f"the grading sandbox cannot run in CI: {why}")
 
 
 class RecordingKernelManager(sandbox.SandboxedKernelManager):
@@ -111,7 +104,7 @@ def run_notebook(cells: list[tuple[str, str, int]], folder: Path, **limits: Any)
         starts[cell.metadata["name"]] = time.monotonic()
         if not result["_host_uids"]:  # the kernel is up: who are its processes on the host?
             km = RecordingKernelManager.instances[before]
-            result["_host_uids"] = host_uids_of_tree(km.provisioner.pid)
+            result["_host_uids"] = uids_of_tree(km.provisioner.pid)
 
     client.on_cell_start = on_cell_start
     os.environ[CANARY] = "the grader's secret"
@@ -152,48 +145,6 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
-def host_uids_of_tree(pid: int) -> dict[int, set[int]]:
-    """``{pid: {real, effective, saved, fs uid}}`` for a host process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat_ = Path(f"/proc/{p}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat_.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(p))
-    uids, todo = {}, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            line = next(li for li in Path(f"/proc/{p}/status").read_text().splitlines() if li.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        uids[p] = {int(u) for u in line.split()[1:]}
-        todo += children.get(p, [])
-    return uids
-
-
-def host_processes_with(token: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-# Files a student could drop beside the notebook, hoping they run instead of the real ones.
-HIJACKERS = {
-    "torch.py": "open('/submission/HIJACKED-torch', 'w').close()\nraise ImportError('the fake torch ran')\n",
-    "sitecustomize.py": "open('/submission/HIJACKED-sitecustomize', 'w').close()\n",
-    "usercustomize.py": "open('/submission/HIJACKED-usercustomize', 'w').close()\n",
-    "ipykernel_launcher.py": "open('/submission/HIJACKED-launcher', 'w').close()\nraise SystemExit(3)\n",
-}
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A throwaway course: instructor files, a gradebook, another student's submission and Alice's."""
@@ -228,183 +179,12 @@ def listener() -> Any:
     unix.close()
 
 
-def _attack_cells(course: dict[str, Path], listener: dict[str, Any], token: str) -> list[tuple[str, str, int]]:
-    home = Path.home()
-    secrets = [
-        ROOT / "source",
-        ROOT / ".git",
-        ROOT / "autograder",
-        course["base"] / "source" / "lrdiff" / "answers.txt",
-        course["base"] / "gradebook.db",
-        course["bob"],
-        course["alice"],  # the original submission: only its copy is visible, at /submission
-        home / ".bashrc",
-        home / ".ssh",
-        Path("/home"),
-        Path("/work/shared"),
-    ]
-    venv_file = Path(KERNEL_PYTHON).parent.parent / "pyvenv.cfg"
-    helpers = Path(importlib.util.find_spec("lrdiff_helpers").origin).parent
-    must_fail = [venv_file.parent / "x", helpers / "x", Path("/usr/x"), Path("/etc/x"), Path("/x"), Path("/run/x")]
-    must_work = [Path("/submission/out.txt"), Path("/tmp/x"), Path("/dev/shm/x")]
-    prelude = "import json, os, sys\n"
-    attempt = (
-        "def attempt(fn):\n"
-        "    try:\n"
-        "        fn()\n"
-        "        return 'ok'\n"
-        "    except OSError as e:\n"
-        "        return f'{type(e).__name__}: {e}'\n"
-    )
-    return [
-        (
-            "identity",
-            prelude + "import socket\n"
-            "status = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
-            "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(),\n"
-            "    'cwd': os.getcwd(), 'uid_map': open('/proc/self/uid_map').read().split(),\n"
-            "    'no_new_privs': status['NoNewPrivs'].strip(), 'cap_eff': status['CapEff'].strip(),\n"
-            "    'env': sorted(os.environ), 'fds': [os.readlink(f'/proc/1/fd/{i}') for i in (1, 2)]}))",
-            60,
-        ),
-        (
-            "imports",
-            prelude + "import torch, lrdiff_helpers, helper\n"
-            "print(json.dumps({'torch': torch.__file__, 'helpers': lrdiff_helpers.__file__,\n"
-            "    'helper': helper.__file__, 'sitecustomize': getattr(sys.modules.get('sitecustomize'), '__file__', None),\n"
-            "    'hijacked': sorted(f for f in os.listdir('/submission') if f.startswith('HIJACKED')),\n"
-            "    'path': sys.path, 'sum': float(torch.ones(3).sum())}))",
-            240,
-        ),
-        (
-            "network",
-            prelude + "import socket\n" + attempt + "def tcp(host, port):\n"
-            "    socket.create_connection((host, port), timeout=3).close()\n"
-            "def abstract(name):\n"
-            "    s = socket.socket(socket.AF_UNIX)\n"
-            "    s.settimeout(3)\n"
-            "    s.connect(name)\n"
-            "print(json.dumps({'public': attempt(lambda: tcp('1.1.1.1', 53)),\n"
-            "    'public_https': attempt(lambda: tcp('140.82.112.3', 443)),\n"
-            f"    'host_loopback': attempt(lambda: tcp('127.0.0.1', {listener['port']})),\n"
-            "    'dns': attempt(lambda: socket.getaddrinfo('pypi.org', 443)),\n"
-            f"    'abstract_unix': attempt(lambda: abstract({listener['abstract']!r})),\n"
-            "    'interfaces': [n for _, n in socket.if_nameindex()]}))",
-            60,
-        ),
-        (
-            "reads",
-            prelude + f"paths = {[str(p) for p in secrets]!r}\n"
-            f"home = {str(home)!r}\n"
-            "print(json.dumps({'visible': [p for p in paths if os.path.exists(p)],\n"
-            "    'home': sorted(os.listdir(home)) if os.path.isdir(home) else None,\n"
-            "    'root': sorted(os.listdir('/')), 'data': open('/submission/data.txt').read()}))",
-            60,
-        ),
-        (
-            "writes",
-            prelude + attempt + "def write(path):\n"
-            "    with open(path, 'w') as f:\n"
-            "        f.write('student was here')\n"
-            f"must_fail = {[str(p) for p in must_fail]!r}\n"
-            f"must_work = {[str(p) for p in must_work]!r}\n"
-            "result = {p: attempt(lambda: write(p)) for p in must_fail + must_work}\n"
-            "result['/submission/data.txt'] = attempt(lambda: write('/submission/data.txt'))\n"
-            "print(json.dumps(result))",
-            60,
-        ),
-        (
-            "big_file",
-            prelude + "written, err = 0, None\n"
-            "try:\n"
-            "    with open('/submission/big.bin', 'wb') as f:\n"
-            "        for _ in range(100):\n"
-            "            f.write(bytes(1 << 20))\n"
-            "            f.flush()\n"
-            "            written += 1 << 20\n"
-            "except OSError as e:\n"
-            "    err = e.errno\n"
-            "os.remove('/submission/big.bin')\n"
-            "print(json.dumps({'written': written, 'errno': err}))",
-            60,
-        ),
-        (
-            "memory_bomb",
-            prelude + "import mmap, time, torch\n"
-            "t0, blocks, err = time.monotonic(), [], None\n"
-            "try:\n"
-            "    while True:\n"
-            "        blocks.append(bytearray(32 << 20))\n"
-            "except MemoryError:\n"
-            "    err = 'MemoryError'\n"
-            "grabbed = len(blocks) * 32\n"
-            "del blocks\n"
-            "def huge_tensor():\n"
-            "    try:\n"
-            "        torch.empty(1 << 36, dtype=torch.uint8)\n"
-            "        return 'ok'\n"
-            "    except (RuntimeError, MemoryError) as e:\n"
-            "        return type(e).__name__\n"
-            "def huge_shared_map():\n"
-            "    try:\n"
-            "        mmap.mmap(-1, 64 << 30)\n"
-            "        return 'ok'\n"
-            "    except OSError as e:\n"
-            "        return type(e).__name__\n"
-            "print(json.dumps({'error': err, 'grabbed_mb': grabbed, 'seconds': time.monotonic() - t0,\n"
-            "    'tensor_64g': huge_tensor(), 'shared_map_64g': huge_shared_map()}))",
-            120,
-        ),
-        ("infinite_loop", "while True:\n    pass", 3),
-        ("after_loop", "print('{\"alive\": true}')", 60),
-        (
-            "fork_bomb",
-            prelude + "import errno, signal, subprocess, time\n"
-            "t0, kids, err = time.monotonic(), [], None\n"
-            "while time.monotonic() - t0 < 20:\n"
-            "    try:\n"
-            "        pid = os.fork()\n"
-            "    except OSError as e:\n"
-            "        err = e.errno\n"
-            "        break\n"
-            "    if pid == 0:  # every child forks on too, forever: a fork bomb\n"
-            "        try:\n"
-            "            while True:\n"
-            "                try:\n"
-            "                    os.fork()\n"
-            "                except OSError:\n"
-            "                    time.sleep(0.05)\n"
-            "        finally:\n"
-            "            os._exit(0)\n"
-            "    kids.append(pid)\n"
-            "time.sleep(0.5)\n"
-            "peak = len([p for p in os.listdir('/proc') if p.isdigit()])\n"
-            "for p in os.listdir('/proc'):  # stop the bomb so that this kernel can go on\n"
-            "    if p.isdigit() and int(p) not in (1, os.getpid()):\n"
-            "        try:\n"
-            "            os.kill(int(p), signal.SIGKILL)\n"
-            "        except ProcessLookupError:\n"
-            "            pass\n"
-            "for pid in kids:\n"
-            "    os.waitpid(pid, 0)\n"
-            "time.sleep(0.5)  # let bwrap's init reap the orphans: a zombie still counts against RLIMIT_NPROC\n"
-            "# processes that the kernel's death must take with it\n"
-            f"sleepers = [subprocess.Popen(['sleep', {token!r}]) for _ in range(3)]\n"
-            "print(json.dumps({'errno': err, 'forked': len(kids), 'peak': peak,\n"
-            "    'nproc': __import__('resource').getrlimit(__import__('resource').RLIMIT_NPROC)[0]}))",
-            120,
-        ),
-        ("exit", "import os\nos._exit(1)", 60),
-        ("after_exit", "print('{\"alive\": true}')", 60),
-    ]
-
-
 @pytest.fixture(scope="module")
 def attack(sandbox_works: None, course: dict[str, Path], listener: dict[str, Any]) -> dict[str, Any]:
     """The attack notebook, run once in one sandboxed kernel (with torch) on Alice's submission."""
     token = f"{300 + random.random():.9f}"
     before = tree_digest(course["alice"])
-    result = run_notebook(_attack_cells(course, listener, token), course["alice"], memory_mb=MEMORY_MB)
+    result = run_notebook(attack_cells(course, listener, token, KERNEL_PYTHON), course["alice"], memory_mb=MEMORY_MB)
     result["_token"] = token
     result["_alice_before"] = before
     return result
@@ -577,10 +357,10 @@ def test_os_exit_kills_only_its_kernel(attack: dict[str, Any], after: dict[str, 
     km = attack["_km"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
-        host_processes_with(attack["_token"]) or (km.bwrap_pid and Path(f"/proc/{km.bwrap_pid}").exists())
+        processes_with(attack["_token"]) or exists(km.bwrap_pid)
     ):
         time.sleep(0.2)
-    assert host_processes_with(attack["_token"]) == [], "processes of the dead sandbox are still running"
+    assert processes_with(attack["_token"]) == [], "processes of the dead sandbox are still running"
     assert last_json(after["alive"]) == {"alive": True}
 
 
@@ -606,380 +386,3 @@ def test_wall_clock_limit(sleeper: dict[str, Any]) -> None:
     """Is a kernel that outlives wall_seconds killed, even while it sleeps (no CPU used, no cell timeout yet)?"""
     assert sleeper["_dead"] is not None
     assert sleeper["_seconds"]["sleep"] < 30  # counted from the cell's start, after the kernel's
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Output the grader keeps: budgets per cell and per notebook (SandboxedExecute, CappedIOPubChannel)
-
-#: Runs in a fresh interpreter, so that its peak RSS is the grader's own: executes the flood notebook with
-#: nbgrader's (sandboxed) Execute preprocessor, then prints what each cell kept and the peak RSS as JSON.
-FLOOD_RUNNER = """\
-import json, resource, sys, time
-import nbformat
-sys.path.insert(0, sys.argv[1])
-from autograder import sandbox
-from traitlets.config import Config
-cells = json.loads(sys.argv[2])
-nb = nbformat.v4.new_notebook(
-    metadata={"kernelspec": {"name": "lrdiff", "display_name": "Python (lrdiff)", "language": "python"}})
-nb.cells = [nbformat.v4.new_code_cell(code, metadata={"name": name}) for name, code in cells]
-c = Config()
-c.SandboxedKernelManager.unsafe_no_sandbox = False
-c.Execute.timeout = int(sys.argv[3])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t0 = time.monotonic()
-failure = None
-try:
-    sandbox.SandboxedExecute(config=c).preprocess(nb, {"metadata": {"path": sys.argv[4]}})
-except Exception as err:
-    failure = f"{type(err).__name__}: {err}"[:2000]
-print(json.dumps({
-    "cells": {cell.metadata["name"]: cell.outputs for cell in nb.cells},
-    "failure": failure,
-    "seconds": time.monotonic() - t0,
-    "rss_before_mb": before / 1024,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-}))
-"""
-EVIDENCE = sandbox.EVIDENCE_MIME
-FLOOD_CELLS = [
-    ("hello", "print('hello')"),
-    ("print_100mb", "print('x' * 10**8)"),
-    ("print_loop", "while True:\n    print('x' * 10**6)"),  # stopped by the cell timeout
-    ("after_loop", "print('alive')"),
-    (
-        "kernel_memory",
-        "import gc, json\ngc.collect()\n"
-        "status = dict(line.split(':', 1) for line in open('/proc/self/status') if ':' in line)\n"
-        "print(json.dumps({'rss_mb': int(status['VmRSS'].split()[0]) // 1024}))",
-    ),
-    (
-        "evidence",
-        "import json\nfrom IPython.display import display\n"
-        "print('y' * 3 * 10**6)\n"
-        f"display({{{EVIDENCE!r}: json.dumps({{'probe': 'ok', 'pad': 'p' * 500_000}})}}, raw=True)\n"
-        f"display({{{EVIDENCE!r}: json.dumps({{'probe': 'too big', 'pad': 'p' * 1_500_000}})}}, raw=True)\n"
-        "print('not kept')",
-    ),
-    ("huge_display", "from IPython.display import display\ndisplay({'text/plain': 'd' * 10**7}, raw=True)"),
-    (
-        "updates",
-        "from IPython.display import display, update_display\n"
-        "display({'text/plain': 'a'}, raw=True, display_id='u')\n"
-        "for _ in range(30):\n"
-        "    update_display({'text/plain': 'b' * 10**6}, raw=True, display_id='u')\n"
-        "update_display({'text/plain': 'c' * 3 * 10**6}, raw=True, display_id='u')  # over the cell budget",
-    ),
-    (
-        "error_flood",
-        "k = get_ipython().kernel\n"
-        "for i in range(200):  # raw error messages, as a hostile kernel could send them\n"
-        "    k.session.send(k.iopub_socket, 'error', {'ename': 'E', 'evalue': 'v' * 100_000, 'traceback': []},\n"
-        "                   parent=k.get_parent(), ident=b'error')\n"
-        "raise ValueError('w' * 10**7)",
-    ),
-    ("stderr", "import sys\nprint('e' * 3 * 10**6, file=sys.stderr)"),
-    ("done", "print('done')"),
-]
-
-
-@pytest.fixture(scope="module")
-def flood(sandbox_works: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The flood notebook, executed once by nbgrader's sandboxed Execute in a separate grader process."""
-    folder = tmp_path_factory.mktemp("flood")
-    proc = subprocess.run(
-        [sys.executable, "-c", FLOOD_RUNNER, str(ROOT), json.dumps(FLOOD_CELLS), "8", str(folder)],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"\nflood notebook: {result['seconds']:.1f} s, grader peak RSS {result['peak_rss_mb']:.0f} MB "
-          f"(after imports {result['rss_before_mb']:.0f} MB)")  # fmt: skip
-    return result
-
-
-def stream_text(outputs: list[dict[str, Any]], name: str = "stdout") -> str:
-    return "".join(o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == name)
-
-
-def kept_bytes(outputs: list[dict[str, Any]]) -> int:
-    return len(json.dumps(outputs))
-
-
-NOTE = "[output truncated by the grader: more than 2 MB]"
-
-
-@pytest.mark.slow
-def test_flood_is_graded_with_bounded_memory(flood: dict[str, Any]) -> None:
-    """Do a 100 MB print and an endless print loop leave the grader's memory bounded (peak RSS well under what
-    one such print costs to keep), with the notebook executed to its last cell?"""
-    assert flood["failure"] is None
-    assert stream_text(flood["cells"]["done"]) == "done\n"
-    assert flood["peak_rss_mb"] < flood["rss_before_mb"] + 250, f"grader peak RSS {flood['peak_rss_mb']:.0f} MB"
-
-
-@pytest.mark.slow
-def test_big_print_becomes_a_note(flood: dict[str, Any]) -> None:
-    """Is a 100 MB print dropped, with one short note on stdout (not stderr: nbgrader scores stderr 0)?"""
-    outs = flood["cells"]["print_100mb"]
-    assert stream_text(outs) == NOTE + "\n"
-    assert stream_text(outs, "stderr") == ""
-    assert stream_text(flood["cells"]["hello"]) == "hello\n"
-
-
-@pytest.mark.slow
-def test_print_loop_is_cut_at_the_cell_budget(flood: dict[str, Any]) -> None:
-    """Does a print loop keep its first 2 MB and one note, get interrupted by the timeout, and the next cell
-    run?"""
-    outs = flood["cells"]["print_loop"]
-    text = stream_text(outs)
-    assert text.endswith(NOTE + "\n") and text.count(NOTE) == 1
-    assert 1 << 20 < len(text) <= (2 << 20) + 100
-    assert set(text[: -len(NOTE) - 2].replace("\n", "")) == {"x"}
-    assert "KeyboardInterrupt" in [o.get("ename") for o in outs]  # interrupted by the cell timeout
-    assert stream_text(flood["cells"]["after_loop"]) == "alive\n"
-
-
-@pytest.mark.slow
-def test_kernel_keeps_no_copy_of_its_output(flood: dict[str, Any]) -> None:
-    """After printing 100 MB and looping on prints for 8 s, is the kernel's own memory small (IPython 9 would
-    keep a copy of every printed string: gigabytes, then MemoryError in every later cell)?"""
-    assert json.loads(stream_text(flood["cells"]["kernel_memory"]))["rss_mb"] < 500
-
-
-@pytest.mark.slow
-def test_evidence_is_exempt_from_the_cell_budget(flood: dict[str, Any]) -> None:
-    """Is a grading-evidence output of up to 1 MB kept after the cell's prints used up its budget, while a
-    larger one, and further prints, are dropped?"""
-    outs = flood["cells"]["evidence"]
-    evidence = [json.loads(o["data"][EVIDENCE]) for o in outs if EVIDENCE in o.get("data", {})]
-    assert [e["probe"] for e in evidence] == ["ok"]
-    text = stream_text(outs)
-    assert text.count(NOTE) == 1 and "not kept" not in text
-
-
-@pytest.mark.slow
-def test_huge_display_and_display_updates_are_bounded(flood: dict[str, Any]) -> None:
-    """Is a 10 MB display dropped with a note, and a display update larger than the cell budget ignored
-    (the display keeps its last update that fitted)?"""
-    assert stream_text(flood["cells"]["huge_display"]) == NOTE + "\n"
-    outs = flood["cells"]["updates"]
-    (display,) = [o for o in outs if o["output_type"] == "display_data"]
-    assert display["data"]["text/plain"] == "b" * 10**6
-
-
-@pytest.mark.slow
-def test_errors_are_kept_cut_and_bounded(flood: dict[str, Any]) -> None:
-    """Is the cell's own error kept (its name, so nbgrader scores the cell as failing) and cut to about
-    64 KB, while a flood of raw error messages keeps no more than the cell budget?"""
-    outs = flood["cells"]["error_flood"]
-    errors = [o for o in outs if o["output_type"] == "error"]
-    assert "ValueError" in [e["ename"] for e in errors]
-    assert all(len(json.dumps(e)) < 80_000 for e in errors)
-    assert kept_bytes(outs) < (2 << 20) + 200_000
-
-
-@pytest.mark.slow
-def test_stderr_past_the_budget_is_cut_with_a_stdout_note(flood: dict[str, Any]) -> None:
-    """Is a 3 MB write to stderr cut at 2 MB, with the note on stdout?"""
-    outs = flood["cells"]["stderr"]
-    assert stream_text(outs) == NOTE + "\n"
-    assert (1 << 20) < len(stream_text(outs, "stderr")) <= (2 << 20) + 100
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Without starting a kernel
-
-
-def test_bwrap_command_line(sandbox_works: None, tmp_path: Path) -> None:
-    """Does the kernel command confine the kernel as designed: every namespace, one writable folder, no repo?"""
-    (tmp_path / "notebook.ipynb").write_text("{}")
-    km = sandbox.SandboxedKernelManager(kernel_name=KERNEL, unsafe_no_sandbox=False)
-    cmd, kw = asyncio.run(km._async_pre_start_kernel(cwd=str(tmp_path)))
-    try:
-        args = cmd[cmd.index("--unshare-all") :]
-        for flag in ("--unshare-all", "--unshare-net", "--unshare-user", "--disable-userns", "--die-with-parent",
-                     "--new-session", "--clearenv"):  # fmt: skip
-            assert flag in args
-        binds = [(args[i], args[i + 1], args[i + 2]) for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
-        writable = sorted(dest for kind, _, dest in binds if kind == "--bind")
-        assert writable == ["/run/kernel", "/submission"]
-        for _, src, dest in binds:
-            for forbidden in (ROOT / "source", ROOT, Path.home(), Path("/home")):
-                assert dest != str(forbidden), f"{forbidden} is mounted in the sandbox"
-        assert kw["cwd"] == "/" and set(kw["env"]) <= {"PATH", "LANG"}
-        assert (km.scratch_dir / "submission" / "notebook.ipynb").exists()
-        assert "-P" in cmd and "-s" in cmd
-    finally:
-        asyncio.run(km._async_cleanup_resources())
-    assert km.scratch_dir is None
-
-
-def test_missing_bubblewrap_is_a_clear_error(tmp_path: Path) -> None:
-    """Without bubblewrap, does starting a kernel fail with SandboxUnavailable naming the install command?"""
-    km = sandbox.SandboxedKernelManager(kernel_name=KERNEL, unsafe_no_sandbox=False, bwrap=str(tmp_path / "no-bwrap"))
-    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install -y bubblewrap"):
-        asyncio.run(km.start_kernel(cwd=str(tmp_path)))
-    assert km.scratch_dir is None and not km.has_kernel
-
-
-def test_opt_out_is_explicit_and_loud(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """Is running without a sandbox off by default, on with LRDIFF_UNSAFE_NO_SANDBOX=1, and logged as a warning?"""
-    monkeypatch.delenv(sandbox.OPT_OUT_ENV, raising=False)
-    assert sandbox.SandboxedKernelManager(kernel_name=KERNEL).sandboxed
-    monkeypatch.setenv(sandbox.OPT_OUT_ENV, "1")
-    km = sandbox.SandboxedKernelManager(kernel_name=KERNEL)
-    assert not km.sandboxed and km.transport == "tcp"
-    km.log = logging.getLogger("test_sandbox.optout")
-    with caplog.at_level(logging.WARNING, logger="test_sandbox.optout"):
-        cmd, _ = asyncio.run(km._async_pre_start_kernel())
-    asyncio.run(km._async_cleanup_resources())
-    assert "bwrap" not in " ".join(cmd)
-    assert any("WITHOUT a sandbox" in r.getMessage() for r in caplog.records)
-
-
-def test_nbgrader_config_swaps_execute() -> None:
-    """Does use_sandbox(c) give nbgrader's autograde the sandboxed Execute, keeping the other preprocessors?"""
-    from nbgrader.converters.autograde import Autograde
-    from nbgrader.preprocessors import Execute
-
-    c = Config()
-    sandbox.use_sandbox(c)
-    pps = c.Autograde.autograde_preprocessors
-    defaults = Autograde.class_traits()["autograde_preprocessors"].default()
-    assert len(pps) == len(defaults) and Execute not in pps
-    assert pps[defaults.index(Execute)] is sandbox.SandboxedExecute
-    assert sandbox.SandboxedExecute().kernel_manager_class is sandbox.SandboxedKernelManager
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Output budgets, without a kernel
-
-MIB = 1 << 20
-
-
-def test_cell_budget_cuts_once_with_a_note() -> None:
-    """Does a cell keep outputs up to its budget, cut the one that crosses it, note it once and keep
-    nothing more, while the next cell starts afresh?"""
-    b = sandbox.OutputBudget(2 * MIB, 20 * MIB)
-    assert b.admit(0, MIB) == (MIB, None)
-    keep, note = b.admit(0, 3 * MIB)
-    assert keep == MIB and note == "[output truncated by the grader: more than 2 MB]\n"
-    assert b.admit(0, 10) == (0, None)
-    assert b.admit(1, MIB) == (MIB, None)
-
-
-def test_notebook_budget() -> None:
-    """Does the notebook stop keeping outputs past its budget, saying so, in every later cell?"""
-    b = sandbox.OutputBudget(2 * MIB, 5 * MIB)
-    for cell in range(2):
-        assert b.admit(cell, 2 * MIB) == (2 * MIB, None)
-    keep, note = b.admit(2, 2 * MIB)
-    assert keep == MIB and "more than 5 MB in this notebook" in note
-    assert b.admit(3, 10) == (0, b._note(False))
-
-
-def test_evidence_exempt_from_cell_budget_only() -> None:
-    """Is an evidence output of up to 1 MB kept in a cell over budget, counted against the notebook, and not
-    pushed out by prints? Is a larger one treated as an ordinary output?"""
-    b = sandbox.OutputBudget(2 * MIB, 6 * MIB)
-    b.admit(0, 3 * MIB)  # the cell is over budget
-    assert b.admit(0, MIB // 2, evidence=True) == (MIB // 2, None)
-    assert b.admit(0, 2 * MIB, evidence=True) == (0, None)
-    for cell in range(1, 4):
-        b.admit(cell, 2 * MIB)  # prints fill the notebook
-    assert b.admit(9, MIB, evidence=True) == (MIB, None)
-    assert b.notebook_used >= 6 * MIB
-
-
-def test_errors_always_kept_but_bounded() -> None:
-    """Is an error kept past the budget (a failing cell must still fail), but only one per cell?"""
-    b = sandbox.OutputBudget(2 * MIB, 20 * MIB)
-    b.admit(0, 3 * MIB)
-    assert b.admit_error(0, 60_000) and not b.admit_error(0, 60_000)
-    assert b.admit_error(1, 60_000) and b.admit_error(1, 60_000)  # within budget: all kept
-
-
-def test_clear_output_frees_the_budget() -> None:
-    """Does clear_output give a cell (and the notebook) its budget back, so a progress display that
-    redraws itself is never cut?"""
-    b = sandbox.OutputBudget(2 * MIB, 3 * MIB)
-    for _ in range(10):
-        assert b.admit(0, MIB) == (MIB, None)
-        b.cleared(0)
-    assert b.notebook_used == 0
-
-
-def test_truncate_error_keeps_name_and_last_frames() -> None:
-    """Is a huge error cut to about the limit, keeping its name, the start of its value and the traceback's
-    last entries (where the error is), while a normal one is untouched?"""
-    small = {"ename": "ValueError", "evalue": "bad", "traceback": ["a", "b"]}
-    sandbox.truncate_error(small, 64 << 10)
-    assert small == {"ename": "ValueError", "evalue": "bad", "traceback": ["a", "b"]}
-    big = {"ename": "ValueError", "evalue": "v" * 10**6, "traceback": [f"frame {i} " + "t" * 1000 for i in range(1000)]}
-    sandbox.truncate_error(big, 64 << 10)
-    assert big["ename"] == "ValueError" and big["evalue"].startswith("vvv")
-    assert len(json.dumps(big)) < 80_000
-    assert big["traceback"][-1].startswith("frame 999 ") and "cut by the grader" in big["traceback"][0]
-
-
-def test_output_size_handles_deep_nesting() -> None:
-    """Does measuring a deeply nested JSON output work (no recursion error)?"""
-    deep: Any = "x"
-    for _ in range(100_000):
-        deep = [deep]
-    assert sandbox.output_size(deep) == 8 * 100_000 + 1
-
-
-def test_execute_caps_messages_from_its_budgets() -> None:
-    """Does the sandboxed Execute hand its kernel manager a message cap of twice its largest output, and its
-    kernel client the capped IOPub channel?"""
-    ex = sandbox.SandboxedExecute(kernel_name=KERNEL)
-    km = ex.create_kernel_manager()
-    assert km.max_message_mb == 2 * 2 + 0.25
-    kc = km.client()
-    assert isinstance(kc, sandbox.CappedKernelClient) and kc.max_message_bytes == int(4.25 * MIB)
-
-
-def test_capped_channel_drops_big_messages_unread() -> None:
-    """Does the capped IOPub channel decode a small message, replace one over its cap by a stand-in (an error
-    keeping its name and its cell), and drop the outputs of a cell over budget from the header alone?"""
-    import zmq
-    import zmq.asyncio
-    from jupyter_client.session import Session
-
-    async def exchange() -> list[dict[str, Any]]:
-        ctx = zmq.asyncio.Context()
-        pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
-        port = pub.bind_to_random_port("tcp://127.0.0.1")
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(f"tcp://127.0.0.1:{port}")
-        await asyncio.sleep(0.3)  # the subscription reaches the publisher
-        session = Session(key=b"secret")
-        channel = sandbox.CappedIOPubChannel(sub, session)
-        channel.max_bytes = MIB
-        parent = {"msg_id": "cell-1"}
-        sent = [
-            ("stream", {"name": "stdout", "text": "hello"}, parent),
-            ("stream", {"name": "stdout", "text": "x" * (3 * MIB)}, parent),
-            ("error", {"traceback": ["t" * (2 * MIB)], "ename": "ValueError", "evalue": "v"}, parent),
-            ("stream", {"name": "stdout", "text": "skipped"}, {"msg_id": "cell-over"}),
-            ("status", {"execution_state": "idle"}, {"msg_id": "cell-over"}),
-        ]
-        channel.skip_parents.add("cell-over")
-        for msg_type, content, par in sent:
-            session.send(pub, msg_type, content, parent=par)
-        got = [await channel.get_msg(timeout=10) for _ in sent]
-        for s in (pub, sub):
-            s.close(linger=0)
-        ctx.term()
-        return got
-
-    small, big, error, skipped, status = asyncio.run(exchange())
-    assert small["content"]["text"] == "hello" and sandbox.DROPPED not in small
-    assert big["msg_type"] == sandbox.DROPPED_TYPE and big[sandbox.DROPPED] > 3 * MIB
-    assert big["parent_header"]["msg_id"] == "cell-1" and big["content"] == {}
-    assert error["msg_type"] == "error" and error["content"]["ename"] == "ValueError"
-    assert error["parent_header"]["msg_id"] == "cell-1"
-    assert skipped["msg_type"] == sandbox.DROPPED_TYPE
-    assert status["content"] == {"execution_state": "idle"}  # not an output: read whatever the budget
