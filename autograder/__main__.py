@@ -24,27 +24,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from lrdiff_helpers.reproducibility import pin
 
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
+from .apps import quiet_library_warnings, release
+from .autograde import DEFAULT_TIME_LIMIT, NOTHING_TO_GRADE, autograde
+from .collect import collect
+from .course import FAILED, GRADED, Course, InputError, Result
+from .gradebook import assignment_registered, sqlite_file
+from .report import export, feedback
 from .time_limits import describe_limits
-from .pipeline import (
-    DEFAULT_TIME_LIMIT,
-    FAILED,
-    Course,
-    InputError,
-    Result,
-    assignment_registered,
-    autograde,
-    collect,
-    export,
-    feedback,
-    release,
-    sqlite_file,
-)
 
 
 #: Where ``bundle`` writes by default, under the course root.
@@ -53,15 +44,6 @@ BUNDLE = Path("dist") / "lrdiff-student.zip"
 
 def _say(msg: str = "") -> None:
     print(msg, flush=True)
-
-
-def _quiet_library_warnings() -> None:
-    """nbgrader's own use of SQLAlchemy warns about its sessions; that is not the instructor's business."""
-    try:
-        from sqlalchemy.exc import SAWarning
-    except ImportError:  # pragma: no cover
-        return
-    warnings.filterwarnings("ignore", category=SAWarning)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,24 +74,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {n})")
-    return n
+def _number(convert, what: str, ok, too_small: str):
+    """An argparse ``type``: ``convert(text)``, refused with a reason when it is not ``what`` or not ``ok``."""
+    def parse(text: str):
+        try:
+            x = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not ok(x):
+            raise argparse.ArgumentTypeError(too_small.format(x=x, text=text))
+        return x
+
+    return parse
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
-    return x
+_positive_int = _number(int, "a whole number", lambda n: n >= 1, "must be at least 1 (got {x})")
+_positive_seconds = _number(float, "a number of seconds", lambda x: x > 0, "must be positive (got {text})")
 
 
 def _grading_options(p: argparse.ArgumentParser) -> None:
@@ -150,7 +130,7 @@ def _do_collect(course: Course, paths) -> None:
 def _do_autograde(course: Course, students=None, jobs: int | None = None,
                   time_limit: float = DEFAULT_TIME_LIMIT) -> int:
     if not course.students_submitted():
-        raise InputError("nothing to grade: submitted/ has no <student>/lrdiff/ folder (run collect first)")
+        raise InputError(NOTHING_TO_GRADE)
     if not assignment_registered(course):
         _say("autograde: the gradebook does not know the assignment yet; running release first")
         _do_release(course)
@@ -184,7 +164,7 @@ def _do_feedback(course: Course) -> int:
 def _do_export(course: Course, out: Path) -> int:
     out = out if out.is_absolute() else Path.cwd() / out
     rows = export(course, out)
-    failed = [r for r in rows if r.status != "graded"]
+    failed = [r for r in rows if r.status != GRADED]
     _say(f"export: {len(rows)} row(s) written to {out}")
     for r in failed:
         _say(f"  {r.student}: {r.status}")
@@ -209,7 +189,7 @@ def _do_bundle(course: Course, out: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _quiet_library_warnings()
+    quiet_library_warnings()
     pin()  # the same numbers on every grading machine: before anything is computed
     course = Course(args.root)
     try:

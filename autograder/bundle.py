@@ -29,15 +29,16 @@ tree gives the same bytes, on any machine and at any time.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
-import re
 import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
+from .files import write_atomic
 
 __all__ = ["BundleError", "TOP", "bundle_files", "build_bundle", "check_release", "student_readme"]
 
@@ -63,9 +64,6 @@ MARKERS = (
 STUB_LINES = ("# YOUR CODE HERE", "raise NotImplementedError()", "YOUR ANSWER HERE")
 
 _DATE = (1980, 1, 1, 0, 0, 0)
-_REGIONS = re.compile(
-    r"^[ \t]*### BEGIN (SOLUTION|HIDDEN TESTS)[ \t]*$.*?^[ \t]*### END \1[ \t]*$\n?", re.MULTILINE | re.DOTALL
-)
 
 
 class BundleError(RuntimeError):
@@ -82,9 +80,18 @@ class _Entry:
 # ------------------------------------------------------------------------------------------------ the release
 
 
-def _public(text: str) -> list[str]:
-    """The lines nbgrader keeps from a source cell: solution and hidden-test regions removed."""
-    return [line.rstrip() for line in _REGIONS.sub("", text).splitlines()]
+def _as_released(src_nb, src: Path):
+    """The source notebook as nbgrader's ``generate_assignment`` clears it: its own ``ClearSolutions`` (solutions
+    become stubs) and ``ClearHiddenTests``, on a copy."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+
+    nb = copy.deepcopy(src_nb)
+    try:
+        for clear in (ClearSolutions(enforce_metadata=False), ClearHiddenTests(enforce_metadata=False)):
+            nb, _ = clear.preprocess(nb, {})
+    except RuntimeError as exc:  # a region opened and never closed, or nested: nbgrader could not release it
+        raise BundleError(f"{src} cannot be released by nbgrader ({exc}); fix its markers") from None
+    return nb
 
 
 def _without_stubs(text: str) -> list[str]:
@@ -155,18 +162,15 @@ def _check_generated_from(src_nb, rel_nb, rel: Path, src: Path, regenerate: str)
     ids = ([_grade_id(c) for c in src_nb.cells], [_grade_id(c) for c in rel_nb.cells])
     if ids[0] != ids[1] or len(src_nb.cells) != len(rel_nb.cells):
         raise BundleError(f"{rel} is stale: its cells differ from {src}'s; {regenerate}")
-    for i, (s, r) in enumerate(zip(src_nb.cells, rel_nb.cells)):
+    for i, (s, kept, r) in enumerate(zip(src_nb.cells, _as_released(src_nb, src).cells, rel_nb.cells)):
         where = _grade_id(s) or f"cell {i}"
-        meta = s.get("metadata", {}).get("nbgrader", {})
         if s.cell_type != r.cell_type:
             raise BundleError(f"{rel} is stale: {where} is a {r.cell_type} cell, {s.cell_type} in {src}; {regenerate}")
-        if meta.get("solution") and "### BEGIN SOLUTION" not in s.source:
-            # nbgrader replaces such a cell entirely by a stub: nothing of it may remain.
-            if _trim(_without_stubs(r.source)):
-                raise BundleError(f"{rel} is stale: {where} should hold only the stub; {regenerate}")
-            continue
-        if _trim(_without_stubs("\n".join(_public(s.source)))) != _trim(_without_stubs(r.source)):
-            raise BundleError(f"{rel} is stale: {where} differs from {src}; {regenerate}")
+        expected = _trim(_without_stubs(kept.source))
+        if expected != _trim(_without_stubs(r.source)):
+            # a solution cell without markers: nbgrader replaces it entirely by a stub, nothing of it may remain
+            what = "should hold only the stub" if not expected else f"differs from {src}"
+            raise BundleError(f"{rel} is stale: {where} {what}; {regenerate}")
 
 
 # ------------------------------------------------------------------------------------------------ the README
@@ -186,21 +190,8 @@ def _points(nb) -> float:
                if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
 
 
-def student_readme(lessons: list[Path], assignment: list[Path]) -> str:
-    """The bundle's README.md, for students: how to start, what is where, how the exercises are graded."""
-    lesson_lines = []
-    for path in lessons:
-        title = _title(_read_notebook(path))
-        lesson_lines.append(f"- `notebooks/{path.name}`" + (f": {title}" if title else ""))
-    graded_lines = []
-    for path in assignment:
-        nb = _read_notebook(path)
-        points = _points(nb)
-        title = _title(nb)
-        graded_lines.append(
-            f"- `{ASSIGNMENT_DIR}/{path.name}`" + (f": {title}" if title else "") + f" ({points:g} points)"
-        )
-    return f"""\
+#: The bundle's README.md; ``student_readme`` fills in the lessons, the graded notebooks and their folder.
+STUDENT_README = """\
 # lrdiff: learning-rate differentials in PyTorch (student copy)
 
 A short course on giving different parts of a PyTorch model different learning rates (optimizer param
@@ -224,13 +215,13 @@ With conda instead: `conda env create -f environment.yml`, `conda activate lrdif
 
 ## The lessons
 
-{chr(10).join(lesson_lines)}
+{lessons}
 
 ## The graded exercises
 
-In `{ASSIGNMENT_DIR}/`:
+In `{folder}/`:
 
-{chr(10).join(graded_lines)}
+{graded}
 
 How to work on them, and how they are graded:
 
@@ -242,18 +233,36 @@ How to work on them, and how they are graded:
   so passing every visible test does not guarantee full marks. Read each docstring: it is the specification.
 - Before handing in: *Kernel > Restart Kernel and Run All Cells*, or nbgrader's **Validate** button, so that
   the notebook runs from top to bottom.
-- Hand in the {len(assignment)} notebooks of `{ASSIGNMENT_DIR}/` as your instructor tells you (a folder or a zip
+- Hand in the {count} notebooks of `{folder}/` as your instructor tells you (a folder or a zip
   named with your student id).
 
 ## What is here
 
 - `notebooks/`: the lessons, with their outputs.
-- `{ASSIGNMENT_DIR}/`: the graded notebooks.
+- `{folder}/`: the graded notebooks.
 - `lrdiff_helpers/`: the small package that the notebooks import (data, models, param-group tools, training).
 - `course`, `pyproject.toml`, `requirements-lock.txt`, `environment.yml`: the environment. `./course lab`
   (or `./course setup`, which only sets up) is all you need; `./course test` and `./course grade` are the
   instructor's and need files that are not in this copy.
 """
+
+
+def student_readme(lessons: list[Path], assignment: list[Path]) -> str:
+    """The bundle's README.md, for students: how to start, what is where, how the exercises are graded."""
+    lesson_lines = []
+    for path in lessons:
+        title = _title(_read_notebook(path))
+        lesson_lines.append(f"- `notebooks/{path.name}`" + (f": {title}" if title else ""))
+    graded_lines = []
+    for path in assignment:
+        nb = _read_notebook(path)
+        points = _points(nb)
+        title = _title(nb)
+        graded_lines.append(
+            f"- `{ASSIGNMENT_DIR}/{path.name}`" + (f": {title}" if title else "") + f" ({points:g} points)"
+        )
+    return STUDENT_README.format(lessons="\n".join(lesson_lines), graded="\n".join(graded_lines),
+                                 folder=ASSIGNMENT_DIR, count=len(assignment))
 
 
 # ------------------------------------------------------------------------------------------------ the files
@@ -344,10 +353,5 @@ def build_bundle(out: Path, root: Path = ROOT) -> Path:
             data = entry.data if entry.path is None else entry.path.read_bytes()
             zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, out)  # all or nothing: never a half-written bundle
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out, buf.getvalue())  # all or nothing: never a half-written bundle
     return out

@@ -6,29 +6,29 @@ an IPython input transformer that deletes ``assert`` lines, swallow errors with 
 partial-credit number). Here:
 
 1. :class:`ProbeTestCells` (after nbgrader's ``OverwriteCells`` restored the locked test cells) replaces the
-   code of every graded test cell with a *probe* (``autograder.checks.probe_source``): it runs the cell's cases,
+   code of every graded test cell with a *probe* (``autograder.verdict.probe_source``): it runs the cell's cases,
    visible and hidden, and displays what the student's functions returned as plain data. The cell's own code is
    kept in the cell's metadata, which the kernel never sees.
 2. nbgrader executes the notebook (in the sandbox).
 3. :class:`JudgeTestCells` (right after execution, before nbgrader's ``SaveAutoGrades``) reads each probe's
-   evidence, judges it in this process with the grader's own torch and checks (``autograder.checks.judge``),
+   evidence, judges it in this process with the grader's own torch and checks (``autograder.verdict.judge``),
    puts the cell's code back and replaces its outputs with the verdict: a line on stdout when it passed, an
    ``AssertionError`` saying what was expected and found when it did not. ``SaveAutoGrades`` then scores the
    cell from that, as usual. Whatever else the student's code printed in a test cell (warnings on stderr
    included) is not part of the verdict.
 
-:class:`StripHiddenTests` (feedback) removes ``### BEGIN HIDDEN TESTS`` blocks from the notebooks a student gets
-back, should an instructor add some to the source.
+:class:`StripHiddenTests` (feedback) is nbgrader's ``ClearHiddenTests``: it removes ``### BEGIN HIDDEN TESTS``
+blocks from the notebooks a student gets back, should an instructor add some to the source.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from nbformat.notebooknode import NotebookNode, from_dict
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
+from traitlets import Bool
 
 from .time_limits import CALLS_KEY
 
@@ -43,10 +43,11 @@ def _graded_test(cell: NotebookNode) -> bool:
 
 
 class ProbeTestCells(NbGraderPreprocessor):
-    """Replace the code of each graded test cell that has a check in ``autograder.checks`` with its probe."""
+    """Replace the code of each graded test cell that has a check in ``autograder.cases`` with its probe."""
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        from .checks import CHECKS, probe_source
+        from .cases import CHECKS
+        from .verdict import probe_source
 
         for cell in nb.cells:
             cell.metadata.pop(STASH, None)  # a submission cannot plant its own
@@ -55,7 +56,7 @@ class ProbeTestCells(NbGraderPreprocessor):
                 continue
             grade_id = cell.metadata["nbgrader"]["grade_id"]
             if grade_id not in CHECKS:
-                self.log.warning("Test cell %s has no check in autograder/checks.py: graded in the kernel", grade_id)
+                self.log.warning("Test cell %s has no check in autograder/cases.py: graded in the kernel", grade_id)
                 continue
             cell.metadata[STASH] = cell.source
             cell.source = probe_source(grade_id)
@@ -69,7 +70,7 @@ class JudgeTestCells(NbGraderPreprocessor):
     """Judge each probed test cell from its evidence; put its code back and its verdict in its outputs."""
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        from .checks import judge
+        from .verdict import judge
 
         sources = [c.source for c in nb.cells if c.cell_type == "code" and STASH not in c.metadata]
         probes = [c.source for c in nb.cells if STASH in c.metadata]
@@ -118,16 +119,30 @@ def _verdict_output(ok: bool, message: str) -> NotebookNode:
     })
 
 
-_HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$\n?", re.S | re.M)
+class StripHiddenTests(ClearHiddenTests):
+    """nbgrader's ``ClearHiddenTests``, for the feedback students get: each hidden-test block of a code cell
+    becomes one line, ``# (hidden tests)``.
 
+    Feedback is written for every submission, so a code cell that is no grade cell (a student's answer) is not an
+    error here (``enforce_metadata`` off), and a block that cannot be cleared (opened and never closed, nested)
+    is left as it is, as is every markdown cell.
+    """
 
-class StripHiddenTests(NbGraderPreprocessor):
-    """Remove hidden-test blocks from test cells (for the feedback students get)."""
+    enforce_metadata = Bool(False, help=ClearHiddenTests.enforce_metadata.help).tag(config=True)
+    #: What stands where a block was.
+    placeholder = "# (hidden tests)"
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
-        if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
-            cell.source = _HIDDEN.sub("# (hidden tests)\n", cell.source)
-        return cell, resources
+        if cell.cell_type != "code" or self.begin_test_delimeter not in cell.source:
+            return cell, resources
+        original = cell.source
+        cell.source = "\n".join(f"{self.placeholder}\n{line}" if self.begin_test_delimeter in line else line
+                                for line in original.split("\n"))  # nbgrader keeps the line before a block
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except RuntimeError:  # a block nbgrader cannot clear: the cell stays as it was
+            cell.source = original
+            return cell, resources
 
 
 def use_trusted_checks(c: Any) -> None:

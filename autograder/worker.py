@@ -1,11 +1,10 @@
-"""Grade one student in a process of its own: the worker that ``autograder.pipeline.autograde`` starts.
+"""Grade one student in a process of its own: the worker that ``autograder.autograde.autograde`` starts.
 
     python -m autograder.worker --root COURSE --student ID --gradebook sqlite:////tmp/.../gradebook.db --result OUT.json
 
-Runs nbgrader's ``Autograde`` for one student, exactly as the pipeline did in-process before
-(:func:`autograder.pipeline._run_app` with the course's ``autograder/nbgrader_config.py`` and the sandbox), but
-against the gradebook named by ``--gradebook`` (the pipeline passes a private copy; it copies the grades into
-the course's gradebook itself). Writes ``autograded/<student>/lrdiff/`` and ``--result``: JSON with
+Runs nbgrader's ``Autograde`` for one student (:func:`autograder.apps.run_app` with the course's
+``autograder/nbgrader_config.py`` and the sandbox), against the gradebook named by ``--gradebook`` (the grader
+passes a private copy; it copies the grades into the course's gradebook itself, see ``autograder/pool.py``). Writes ``autograded/<student>/lrdiff/`` and ``--result``: JSON with
 ``success``, ``log`` and ``error`` (nbgrader's captured log and traceback, the end of each). Exits 0 when it
 could write the result, whether or not grading succeeded; the parent treats a missing result as a dead worker.
 """
@@ -19,8 +18,11 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from pathlib import Path
+
+from .apps import quiet_library_warnings, run_app
+from .course import Course
+from .files import write_atomic
 
 #: How much of nbgrader's log and traceback the result keeps (the end of each; the reason is near it).
 KEEP_CHARS = 200_000
@@ -30,10 +32,8 @@ def grade(root: Path, student: str, gradebook_url: str) -> dict:
     """Autograde ``student`` of the course at ``root`` against ``gradebook_url``; nbgrader's captured result."""
     from nbgrader.converters import Autograde
 
-    from .pipeline import Course, _run_app
-
     course = Course(root, gradebook_url=gradebook_url)
-    return _run_app(Autograde, course, student, sandbox=True, force=True, create_student=True)
+    return run_app(Autograde, course, student, sandbox=True, force=True, create_student=True)
 
 
 def _die_with(parent: int) -> None:
@@ -51,12 +51,6 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
-def _write(path: Path, result: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)  # the parent never reads half a result
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m autograder.worker", description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, required=True, help="the course's root folder")
@@ -67,12 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.parent:
         _die_with(args.parent)
-    try:
-        from sqlalchemy.exc import SAWarning
-
-        warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own session use; not news
-    except ImportError:  # pragma: no cover
-        pass
+    quiet_library_warnings()
     try:
         out = grade(args.root, args.student, args.gradebook)
     except Exception:  # noqa: BLE001 (reported to the parent as this student's failure)
@@ -82,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "log": (out.get("log") or "")[-KEEP_CHARS:],
         "error": (out.get("error") or "")[-KEEP_CHARS:],
     }
-    _write(args.result, result)
+    write_atomic(args.result, json.dumps(result))  # the parent never reads half a result
     return 0
 
 

@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/autograde_speed.py               # 40 submissions, all three notebooks
     .venv/bin/python benchmarks/autograde_speed.py --n 8 --jobs 2 --keep
 
-Builds a batch (default 40) of submissions the way a class hands them in (``autograder.testing``: the release
+Builds a batch (default 40) of submissions the way a class hands them in (``tests.support``: the release
 notebooks with answers filled in): the reference solution, the wrong answers of
 ``tests/fixtures/submissions/variants.py``, the blank release, and hostile ones (see ``HOSTILE``). Then
-grades the same batch twice, each in its own scratch copy of the course (``testing.copy_course``):
+grades the same batch twice, each in its own scratch copy of the course (``support.copy_course``):
 
 (a) serial nbgrader: ``nbgrader autograde lrdiff --force``, one process for the whole batch, with a config that
     loads the course's ``autograder/nbgrader_config.py`` and calls ``autograder.sandbox.use_sandbox(c)``
@@ -36,7 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autograder import ASSIGNMENT, NOTEBOOKS, pipeline, testing  # noqa: E402
+from autograder import ASSIGNMENT, NOTEBOOKS  # noqa: E402
+from tests import support  # noqa: E402
+from autograder.apps import release  # noqa: E402
+from autograder.autograde import require_sandbox  # noqa: E402
+from autograder.collect import collect  # noqa: E402
+from autograder.course import GRADED, Course, InputError, venv_path_env  # noqa: E402
 from lrdiff_helpers.reproducibility import PINNED_ENV  # noqa: E402
 
 VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
@@ -105,7 +110,7 @@ def _answers(table: str) -> dict[str, str]:
 
 def _exercises(kind: str) -> dict[str, str] | None:
     """The exercises' answer cells of a submission of ``kind`` (``None``: the blank release)."""
-    sols = testing.solutions("exercises")
+    sols = support.solutions("exercises")
     if kind == "ref":
         return sols
     if kind == "wrong":
@@ -116,7 +121,7 @@ def _exercises(kind: str) -> dict[str, str] | None:
         return None
     _, base, code, where = HOSTILE[kind]
     if base == "steal":
-        return {gid: testing.steal_source_answer(gid) for gid in sols}
+        return {gid: support.steal_source_answer(gid) for gid in sols}
     answers = _exercises(base)
     first = next(iter(answers))
     answers[first] = code + "\n\n" + answers[first] if where == "before" else answers[first] + "\n\n" + code
@@ -131,33 +136,32 @@ def build_batch(n: int, notebooks: list[str]) -> dict[str, tuple[str, dict]]:
         subs = {}
         for nb in notebooks:
             if kind == "blank":
-                subs[nb] = testing.submission(nb, {})
+                subs[nb] = support.submission(nb, {})
             elif nb == "exercises":
-                subs[nb] = testing.submission(nb, _exercises(kind))
+                subs[nb] = support.submission(nb, _exercises(kind))
             elif kind in ("wrong", "wrong2") and nb == "quiz":
-                subs[nb] = testing.submission(nb, {**testing.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]})
+                subs[nb] = support.submission(nb, {**support.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]})
             else:
-                subs[nb] = testing.submission(nb)
+                subs[nb] = support.submission(nb)
         out[f"s{i:02d}_{kind}"] = (kind, subs)
     return out
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env = venv_path_env()
     env.update(PINNED_ENV)  # as the course's grader gives its workers
     env.pop("LRDIFF_GRADEBOOK_URL", None)
     return env
 
 
-def _prepare(dst: Path, inbox: Path) -> pipeline.Course:
-    course = pipeline.Course(testing.copy_course(dst))
-    pipeline.release(course)
-    pipeline.collect(course, [inbox])
+def _prepare(dst: Path, inbox: Path) -> Course:
+    course = Course(support.copy_course(dst))
+    release(course)
+    collect(course, [inbox])
     return course
 
 
-def _scores(course: pipeline.Course, students) -> dict[str, float | None]:
+def _scores(course: Course, students) -> dict[str, float | None]:
     from nbgrader.api import MissingEntry
 
     out: dict[str, float | None] = {}
@@ -170,7 +174,7 @@ def _scores(course: pipeline.Course, students) -> dict[str, float | None]:
     return out
 
 
-def run_nbgrader(course: pipeline.Course, log: Path) -> tuple[float, set[str]]:
+def run_nbgrader(course: Course, log: Path) -> tuple[float, set[str]]:
     """(a): plain ``nbgrader autograde lrdiff --force`` over the batch; (seconds, students it failed)."""
     conf = course.root / "bench_nbgrader"
     conf.mkdir()
@@ -194,7 +198,7 @@ def run_nbgrader(course: pipeline.Course, log: Path) -> tuple[float, set[str]]:
     return seconds, failed
 
 
-def run_course_grader(course: pipeline.Course, jobs: int, log: Path) -> float:
+def run_course_grader(course: Course, jobs: int, log: Path) -> float:
     """(b): ``python -m autograder autograde --jobs N``, its progress lines shown as they come."""
     t0 = time.perf_counter()
     with open(log, "w") as out:
@@ -226,8 +230,8 @@ def main() -> int:
     args = p.parse_args()
     os.environ.update(_env())
     try:
-        pipeline._require_sandbox()
-    except pipeline.InputError as err:
+        require_sandbox()
+    except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from autograder.sandbox import opted_out
@@ -241,7 +245,7 @@ def main() -> int:
         batch = build_batch(args.n, args.notebooks)
         inbox = tmp / "inbox"
         for student, (_, subs) in batch.items():
-            testing.write_submission(inbox, student, subs)
+            support.write_submission(inbox, student, subs)
         kinds = [k for k in KINDS if any(kind == k for kind, _ in batch.values())]
         print(f"batch: {args.n} submissions ({', '.join(args.notebooks)}): "
               + ", ".join(f"{k} x{sum(kind == k for kind, _ in batch.values())}" for k in kinds))
@@ -272,7 +276,7 @@ def main() -> int:
             if student in failed_a:
                 a = f"nbgrader error ({a})"
             st = status_b.get(student, {}).get("status", "?")
-            b = _cell(scores_b[student], top, None if st == pipeline.GRADED else st)
+            b = _cell(scores_b[student], top, None if st == GRADED else st)
             print(f"  {student:20s} {a:34s} {b[:110]}")
 
         n = len(batch)

@@ -15,23 +15,22 @@ from pathlib import Path
 import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder import pipeline, testing
-from autograder.pipeline import Course, InputError
+from tests import support
+from autograder import autograde as grading_run
+from autograder import collect as collecting
+from autograder.apps import failure_reason
+from autograder.course import STATUS_FILE, Course, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("LRDIFF_GRADEBOOK_URL", None)
-    env.update(extra)
-    return env
+    return {**support.grader_env(), **extra}
 
 
 @pytest.fixture()
 def course(tmp_path) -> Course:
-    return Course(testing.copy_course(tmp_path / "course"))
+    return Course(support.copy_course(tmp_path / "course"))
 
 
 def _cli(course_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -81,7 +80,7 @@ def _tree(folder: Path) -> dict[str, str]:
 def test_collect_from_folders_and_zips_leaves_the_originals_alone(course, tmp_path):
     """Are <student>/ folders (notebooks at any depth) and <student>.zip files copied, originals unchanged?"""
     inbox = tmp_path / "inbox"
-    testing.write_submission(inbox, "alice", {"exercises": "{}", "quiz": "{}"})
+    support.write_submission(inbox, "alice", {"exercises": "{}", "quiz": "{}"})
     (inbox / "bob" / "lrdiff").mkdir(parents=True)
     (inbox / "bob" / "lrdiff" / "experiment.ipynb").write_text("{}")
     (inbox / "bob" / ".ipynb_checkpoints").mkdir()
@@ -95,7 +94,7 @@ def test_collect_from_folders_and_zips_leaves_the_originals_alone(course, tmp_pa
         zf.writestr("exercises.ipynb", "{}")
     before = _tree(tmp_path / "inbox") | {"dave.zip": hashlib.sha256(single.read_bytes()).hexdigest()}
 
-    found = pipeline.collect(course, [inbox, single])
+    found = collecting.collect(course, [inbox, single])
 
     assert {f.student: sorted(f.notebooks) for f in found} == {
         "alice": ["exercises.ipynb", "quiz.ipynb"], "bob": ["experiment.ipynb"],
@@ -109,10 +108,10 @@ def test_collect_from_folders_and_zips_leaves_the_originals_alone(course, tmp_pa
 
 def test_collect_again_replaces_the_earlier_copy(course, tmp_path):
     """Does a second collect of a student replace the first copy (no stale notebook left)?"""
-    testing.write_submission(tmp_path / "one", "alice", {"exercises": "{}", "quiz": "{}"})
-    testing.write_submission(tmp_path / "two", "alice", {"quiz": '{"new": 1}'})
-    pipeline.collect(course, [tmp_path / "one"])
-    pipeline.collect(course, [tmp_path / "two"])
+    support.write_submission(tmp_path / "one", "alice", {"exercises": "{}", "quiz": "{}"})
+    support.write_submission(tmp_path / "two", "alice", {"quiz": '{"new": 1}'})
+    collecting.collect(course, [tmp_path / "one"])
+    collecting.collect(course, [tmp_path / "two"])
     assert sorted(p.name for p in (course.submitted / "alice" / "lrdiff").iterdir()) == ["quiz.ipynb"]
 
 
@@ -123,7 +122,7 @@ def test_collect_again_replaces_the_earlier_copy(course, tmp_path):
         (lambda t: (t / "grades.txt").write_text("x") and t / "grades.txt", "not a folder or a .zip file"),
         (lambda t: (t / "eve.zip").write_bytes(b"not a zip") and t / "eve.zip", "not a readable zip file"),
         (lambda t: (t / "empty").mkdir() or t / "empty", "no <student>/ folder or <student>.zip file"),
-        (lambda t: testing.write_submission(t / "in", "bad id!", {"quiz": "{}"}) and t / "in",
+        (lambda t: support.write_submission(t / "in", "bad id!", {"quiz": "{}"}) and t / "in",
          "is not a usable student id"),
         (lambda t: (t / "in" / "frank").mkdir(parents=True) or (t / "in" / "frank" / "notes.txt").write_text("x")
          and t / "in", "no notebook of lrdiff in it"),
@@ -131,19 +130,19 @@ def test_collect_again_replaces_the_earlier_copy(course, tmp_path):
 )
 def test_collect_rejects_bad_input_and_copies_nothing(course, tmp_path, make, message):
     """Does bad input give a clear error, before anything is copied?"""
-    testing.write_submission(tmp_path / "good", "grace", {"quiz": "{}"})
+    support.write_submission(tmp_path / "good", "grace", {"quiz": "{}"})
     with pytest.raises(InputError, match=message):
-        pipeline.collect(course, [tmp_path / "good", make(tmp_path)])
+        collecting.collect(course, [tmp_path / "good", make(tmp_path)])
     assert not course.submitted.exists()
 
 
 def test_collect_rejects_a_student_twice(course, tmp_path):
     """Is a student found in two inputs an error?"""
-    testing.write_submission(tmp_path / "a", "heidi", {"quiz": "{}"})
+    support.write_submission(tmp_path / "a", "heidi", {"quiz": "{}"})
     with zipfile.ZipFile(tmp_path / "heidi.zip", "w") as zf:
         zf.writestr("quiz.ipynb", "{}")
     with pytest.raises(InputError, match="heidi is in the input twice"):
-        pipeline.collect(course, [tmp_path / "a", tmp_path / "heidi.zip"])
+        collecting.collect(course, [tmp_path / "a", tmp_path / "heidi.zip"])
 
 
 def test_cli_reports_bad_input_with_exit_status_2(course, tmp_path):
@@ -166,11 +165,11 @@ def test_unreadable_notebooks_are_named_with_a_reason(tmp_path):
     """Does the pre-check name the notebook and the reason it cannot be read?"""
     bad = tmp_path / "quiz.ipynb"
     bad.write_text('{"cells": [')
-    assert pipeline._notebook_problem(bad).startswith("quiz.ipynb is not valid notebook JSON")
+    assert grading_run.notebook_problem(bad).startswith("quiz.ipynb is not valid notebook JSON")
     bad.write_text('{"cells": 3}')
-    assert pipeline._notebook_problem(bad).startswith("quiz.ipynb is not a valid notebook")
+    assert grading_run.notebook_problem(bad).startswith("quiz.ipynb is not a valid notebook")
     bad.write_bytes(b"\xff\xfe\x00")
-    assert "not UTF-8" in pipeline._notebook_problem(bad)
+    assert "not UTF-8" in grading_run.notebook_problem(bad)
 
 
 def test_failure_reason_picks_the_error_line():
@@ -180,7 +179,7 @@ def test_failure_reason_picks_the_error_line():
                   "nbclient.exceptions.DeadKernelError: Kernel died\n"
                   "[ERROR] Please see the the above traceback for details on the specific errors on the above failures.",
            "error": "Traceback ...\nnbgrader.utils.NbGraderException: Please see the the above traceback"}
-    assert pipeline._failure_reason(log) == "nbclient.exceptions.DeadKernelError: Kernel died"
+    assert failure_reason(log) == "nbclient.exceptions.DeadKernelError: Kernel died"
 
 
 # ------------------------------------------------------------------------------------------------ symbolic links,
@@ -191,7 +190,7 @@ STEAL = "../../source/lrdiff/exercises.ipynb"  # from inbox/<student>/ of a cour
 
 def _inbox_with_links(tmp_path: Path, course: Course) -> Path:
     inbox = tmp_path / "inbox"
-    testing.write_submission(inbox, "linker", {"quiz": "{}"})
+    support.write_submission(inbox, "linker", {"quiz": "{}"})
     os.symlink(STEAL, inbox / "linker" / "exercises.ipynb")
     os.symlink("/etc/passwd", inbox / "linker" / "experiment.ipynb")
     os.symlink(str(course.root / "source" / "lrdiff"), inbox / "linker" / "more")  # a linked folder
@@ -207,7 +206,7 @@ def _inbox_with_links(tmp_path: Path, course: Course) -> Path:
 
 def test_collect_never_follows_a_symbolic_link(course, tmp_path):
     """Is a notebook that is a symbolic link (in a folder or a zip) recorded but never read or copied?"""
-    found = {f.student: f for f in pipeline.collect(course, [_inbox_with_links(tmp_path, course)])}
+    found = {f.student: f for f in collecting.collect(course, [_inbox_with_links(tmp_path, course)])}
     linker, zipper = found["linker"], found["zipper"]
     assert sorted(linker.notebooks) == ["quiz.ipynb"] and sorted(zipper.notebooks) == ["quiz.ipynb"]
     assert linker.symlinks == {"exercises.ipynb": {"path": "exercises.ipynb", "target": STEAL},
@@ -216,82 +215,82 @@ def test_collect_never_follows_a_symbolic_link(course, tmp_path):
     assert any("more/" in n and "not followed" in n for n in linker.notes)
     copied = {p.name: p.read_bytes() for p in (course.submitted / "linker" / "lrdiff").iterdir()}
     assert list(copied) == ["quiz.ipynb"]  # nothing behind a link, no link
-    recorded = json.loads((course.submitted / "linker" / pipeline.COLLECT_FILE).read_text())
+    recorded = json.loads((course.submitted / "linker" / collecting.COLLECT_FILE).read_text())
     assert recorded["symlinks"] == linker.symlinks
 
 
 def test_a_linked_notebook_fails_to_grade_with_the_reason(course, tmp_path):
     """Is a student whose notebook was a symbolic link "failed to grade", named, before anything runs?"""
-    pipeline.collect(course, [_inbox_with_links(tmp_path, course)])
-    problem, _ = pipeline._precheck(course, "linker")
+    collecting.collect(course, [_inbox_with_links(tmp_path, course)])
+    problem, _ = grading_run.precheck(course, "linker")
     assert problem.startswith(f"exercises.ipynb is a symbolic link (to '{STEAL}'); it was not read")
     assert "experiment.ipynb is a symbolic link (to '/etc/passwd')" in problem
-    problem, _ = pipeline._precheck(course, "zipper")
+    problem, _ = grading_run.precheck(course, "zipper")
     assert problem.startswith("hw/exercises.ipynb is a symbolic link (to '/etc/passwd')")
 
 
 def test_a_link_put_in_submitted_by_hand_fails_to_grade(course, tmp_path):
     """Is a symbolic link copied by hand into submitted/<student>/lrdiff/ (any name) never read?"""
-    testing.write_submission(tmp_path / "in", "hand", {"quiz": testing.submission("quiz", {})})
-    pipeline.collect(course, [tmp_path / "in"])
+    support.write_submission(tmp_path / "in", "hand", {"quiz": support.submission("quiz", {})})
+    collecting.collect(course, [tmp_path / "in"])
     folder = course.submitted / "hand" / "lrdiff"
     os.symlink("/etc/passwd", folder / "exercises.ipynb")
-    assert pipeline._precheck(course, "hand")[0] == (
+    assert grading_run.precheck(course, "hand")[0] == (
         "exercises.ipynb is a symbolic link (to '/etc/passwd'); it was not read")
     (folder / "exercises.ipynb").unlink()
     os.symlink("/etc", folder / "data")  # nbgrader would copy what is behind it into autograded/
-    assert pipeline._precheck(course, "hand")[0] == "data is a symbolic link (to '/etc'); it was not read"
+    assert grading_run.precheck(course, "hand")[0] == "data is a symbolic link (to '/etc'); it was not read"
     (folder / "data").unlink()
-    assert pipeline._precheck(course, "hand") == (
+    assert grading_run.precheck(course, "hand") == (
         None, ["no exercises.ipynb (scored 0)", "no experiment.ipynb (scored 0)"])
 
 
 def test_renamed_notebook_fails_to_grade_and_says_what_to_do(course, tmp_path):
     """Is a missing notebook beside one that is not the assignment's reported as renamed, not scored 0?"""
-    quiz = testing.submission("quiz", {})
-    testing.write_submission(tmp_path / "in", "renamer", {"quiz": quiz, "Exercises (1)": quiz, "experiment": quiz})
-    found = pipeline.collect(course, [tmp_path / "in"])
+    quiz = support.submission("quiz", {})
+    support.write_submission(tmp_path / "in", "renamer", {"quiz": quiz, "Exercises (1)": quiz, "experiment": quiz})
+    found = collecting.collect(course, [tmp_path / "in"])
     assert (course.submitted / "renamer" / "lrdiff" / "Exercises (1).ipynb").is_file()  # copied, for autograde
     reason = "no exercises.ipynb; the submission has 'Exercises (1).ipynb' (rename it and collect again)"
     assert f"will fail to grade: {reason}" in found[0].notes
-    assert pipeline._precheck(course, "renamer") == (reason, [])
+    assert grading_run.precheck(course, "renamer") == (reason, [])
 
 
 def test_a_stray_notebook_of_another_name_is_not_taken_for_a_renamed_one(course, tmp_path):
     """Is a scratch notebook beside a submission that lacks one notebook a note, with the missing one 0?"""
-    testing.write_submission(tmp_path / "in", "partial", {"quiz": testing.submission("quiz", {}), "scratch": "{}"})
-    pipeline.collect(course, [tmp_path / "in"])
-    assert pipeline._precheck(course, "partial") == (None, [
+    support.write_submission(tmp_path / "in", "partial", {"quiz": support.submission("quiz", {}), "scratch": "{}"})
+    collecting.collect(course, [tmp_path / "in"])
+    assert grading_run.precheck(course, "partial") == (None, [
         "no exercises.ipynb (scored 0)", "no experiment.ipynb (scored 0)",
         "scratch.ipynb is not a notebook of lrdiff: not graded"])
-    assert [pipeline._stem_of(n) for n in ("Quiz (1).ipynb", "quiz-Copy1.ipynb", "QUIZ copy.ipynb", "quiz_2.ipynb")] \
+    assert [collecting.stem_of(n) for n in ("Quiz (1).ipynb", "quiz-Copy1.ipynb", "QUIZ copy.ipynb", "quiz_2.ipynb")] \
         == ["quiz"] * 4
 
 
 def test_extra_notebook_is_graded_with_a_note(course, tmp_path):
     """Is an extra notebook, with none of the assignment's missing, left out of grading with a note?"""
-    subs = {name: testing.submission(name, {}) for name in ("exercises", "quiz", "experiment")}
-    testing.write_submission(tmp_path / "in", "extra", {**subs, "scratch": "not even JSON"})
-    pipeline.collect(course, [tmp_path / "in"])
-    assert pipeline._precheck(course, "extra") == (None, ["scratch.ipynb is not a notebook of lrdiff: not graded"])
+    subs = {name: support.submission(name, {}) for name in ("exercises", "quiz", "experiment")}
+    support.write_submission(tmp_path / "in", "extra", {**subs, "scratch": "not even JSON"})
+    collecting.collect(course, [tmp_path / "in"])
+    assert grading_run.precheck(course, "extra") == (None, ["scratch.ipynb is not a notebook of lrdiff: not graded"])
 
 
 def test_only_a_renamed_notebook_is_collected_not_refused(course, tmp_path):
     """Does a student who renamed every notebook stay in the batch (failed to grade later), not stop collect?"""
-    testing.write_submission(tmp_path / "in", "frank", {"homework": "{}"})
-    testing.write_submission(tmp_path / "in", "grace", {"quiz": "{}"})
-    assert sorted(f.student for f in pipeline.collect(course, [tmp_path / "in"])) == ["frank", "grace"]
-    assert pipeline._precheck(course, "frank")[0].startswith("no exercises.ipynb, quiz.ipynb, experiment.ipynb; "
+    support.write_submission(tmp_path / "in", "frank", {"homework": "{}"})
+    support.write_submission(tmp_path / "in", "grace", {"quiz": "{}"})
+    assert sorted(f.student for f in collecting.collect(course, [tmp_path / "in"])) == ["frank", "grace"]
+    assert grading_run.precheck(course, "frank")[0].startswith("no exercises.ipynb, quiz.ipynb, experiment.ipynb; "
                                                              "the submission has 'homework.ipynb'")
 
 
 def test_collect_again_forgets_a_recorded_link(course, tmp_path):
     """Does collecting a fixed submission clear the record of a linked notebook?"""
-    pipeline.collect(course, [_inbox_with_links(tmp_path, course)])
-    testing.write_submission(tmp_path / "fixed", "linker", {"quiz": "{}"})
-    pipeline.collect(course, [tmp_path / "fixed"])
-    assert not (course.submitted / "linker" / pipeline.COLLECT_FILE).exists()
-    assert pipeline._precheck(course, "linker")[0].startswith("quiz.ipynb is not a valid notebook")
+    collecting.collect(course, [_inbox_with_links(tmp_path, course)])
+    support.write_submission(tmp_path / "fixed", "linker", {"quiz": "{}"})
+    collecting.collect(course, [tmp_path / "fixed"])
+    assert not (course.submitted / "linker" / collecting.COLLECT_FILE).exists()
+    assert grading_run.precheck(course, "linker")[0].startswith("quiz.ipynb is not a valid notebook")
 
 
 # ------------------------------------------------------------------------------------------------ CLI: jobs, bundle
@@ -307,8 +306,8 @@ def test_cli_rejects_a_bad_jobs_count(course):
 def test_cli_autograde_reports_each_student_as_it_finishes(course, tmp_path):
     """Does `autograde --jobs 2` print a numbered line per student and exit 1 when some failed to grade?
     (Both students fail the checks made before grading, so no notebook runs.)"""
-    testing.write_submission(tmp_path / "in", "renamer", {"exercises": "{}", "Quiz (1)": "{}"})
-    testing.write_submission(tmp_path / "in", "linker", {"exercises": "{}"})
+    support.write_submission(tmp_path / "in", "renamer", {"exercises": "{}", "Quiz (1)": "{}"})
+    support.write_submission(tmp_path / "in", "linker", {"exercises": "{}"})
     os.symlink("/etc/passwd", tmp_path / "in" / "linker" / "quiz.ipynb")
     assert _cli(course.root, "collect", str(tmp_path / "in")).returncode == 0
     proc = _cli(course.root, "autograde", "--jobs", "2")
@@ -318,7 +317,7 @@ def test_cli_autograde_reports_each_student_as_it_finishes(course, tmp_path):
     assert "[1/2] " in out and "[2/2] " in out
     assert "linker: failed to grade: quiz.ipynb is a symbolic link (to '/etc/passwd')" in out
     assert "renamer: failed to grade: no quiz.ipynb; the submission has 'Quiz (1).ipynb'" in out
-    status = json.loads((course.root / pipeline.STATUS_FILE).read_text())
+    status = json.loads((course.root / STATUS_FILE).read_text())
     assert set(status) == {"linker", "renamer"}
 
 

@@ -1,7 +1,7 @@
 """Parallel autograde: every student in a process of its own, the gradebook written by the parent alone.
 
 One small batch of quiz-only submissions (cheap: the quiz runs no training), in a scratch copy of the course,
-graded through :func:`autograder.pipeline.autograde` with the sandbox on:
+graded through :func:`autograder.autograde.autograde` with the sandbox on:
 
 * ``ref`` and ``wrong`` (two wrong quiz answers) are graded with ``jobs=2``, then again with ``jobs=1``: the
   gradebook must hold the same score for every cell, and a manual score entered in between must survive;
@@ -24,8 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from autograder import pipeline, testing
-from autograder.pipeline import FAILED, GRADED, Course
+from tests import support
+from tests.support.processes import children_running
+from autograder.apps import release
+from autograder.autograde import autograde
+from autograder.collect import collect
+from autograder.course import FAILED, GRADED, Course
+from autograder.gradebook import sqlite_file
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
@@ -34,7 +39,7 @@ PARALLEL = ["ref", "wrong", "victim", "linker", "renamer"]
 
 
 def _quiz_points() -> dict[str, float]:
-    nb = testing.read(ROOT / "source" / "lrdiff" / "quiz.ipynb")
+    nb = support.read(ROOT / "source" / "lrdiff" / "quiz.ipynb")
     return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
             for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
 
@@ -52,18 +57,7 @@ def _scores(course: Course, students) -> dict:
 
 def _workers_of(student: str) -> list[int]:
     """Pids of this process's grading workers for ``student``."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == me and b"autograder.worker" in argv and student.encode() in argv:
-            found.append(int(entry.name))
-    return found
+    return children_running("autograder.worker", student)
 
 
 class _Killer(threading.Thread):
@@ -89,25 +83,25 @@ class _Killer(threading.Thread):
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("parallel")
-    course = Course(testing.copy_course(tmp / "course"))
+    course = Course(support.copy_course(tmp / "course"))
     inbox = tmp / "inbox"
-    quiz = testing.submission("quiz")
-    testing.write_submission(inbox, "ref", {"quiz": quiz})
-    testing.write_submission(inbox, "wrong", {
-        "quiz": testing.submission("quiz", {**testing.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]})})
-    testing.write_submission(inbox, "victim", {"quiz": quiz})
-    testing.write_submission(inbox, "late", {"quiz": quiz})
-    testing.write_submission(inbox, "linker", {"quiz": quiz})
+    quiz = support.submission("quiz")
+    support.write_submission(inbox, "ref", {"quiz": quiz})
+    support.write_submission(inbox, "wrong", {
+        "quiz": support.submission("quiz", {**support.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]})})
+    support.write_submission(inbox, "victim", {"quiz": quiz})
+    support.write_submission(inbox, "late", {"quiz": quiz})
+    support.write_submission(inbox, "linker", {"quiz": quiz})
     os.symlink(STEAL, inbox / "linker" / "exercises.ipynb")
-    testing.write_submission(inbox, "renamer", {"quiz": quiz, "Exercises (1)": testing.submission("exercises")})
-    pipeline.release(course)
-    pipeline.collect(course, [inbox])
+    support.write_submission(inbox, "renamer", {"quiz": quiz, "Exercises (1)": support.submission("exercises")})
+    release(course)
+    collect(course, [inbox])
 
     finished: list[str] = []
     killer = _Killer("victim")
     killer.start()
     try:
-        parallel = pipeline.autograde(course, PARALLEL, progress=lambda r: finished.append(r.student), jobs=2)
+        parallel = autograde(course, PARALLEL, progress=lambda r: finished.append(r.student), jobs=2)
     finally:
         killer.stop.set()
         killer.join()
@@ -121,10 +115,10 @@ def batch(tmp_path_factory):
         grade = gb.find_grade(manual_cell, "quiz", "lrdiff", "wrong")
         grade.manual_score = 0.5
         gb.db.commit()
-    serial = pipeline.autograde(course, ["ref", "wrong"], jobs=1)
+    serial = autograde(course, ["ref", "wrong"], jobs=1)
     after_serial = _scores(course, ["ref", "wrong"])
 
-    late = pipeline.autograde(course, ["late"], jobs=1, time_limit=2)
+    late = autograde(course, ["late"], jobs=1, time_limit=2)
     return {"course": course, "parallel": parallel, "serial": serial, "late": late, "finished": finished,
             "after_parallel": after_parallel, "after_serial": after_serial, "status_parallel": status_parallel,
             "killed": killer.killed, "leftover": leftover, "manual_cell": manual_cell}
@@ -162,7 +156,7 @@ def test_regrading_keeps_a_manual_score(batch):
 @pytest.mark.slow
 def test_gradebook_passes_sqlite_integrity_check(batch):
     """Is the gradebook a sound SQLite database after parallel grading, a kill and a regrade?"""
-    db = pipeline.sqlite_file(batch["course"].db_url)
+    db = sqlite_file(batch["course"].db_url)
     con = sqlite3.connect(db)
     try:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -217,6 +211,6 @@ def test_status_and_progress_come_from_the_parent(batch):
 
 def test_only_a_sqlite_file_gets_private_copies():
     """Which gradebook URLs are graded through private copies (SQLite files) and which directly?"""
-    assert pipeline.sqlite_file("sqlite:////srv/g/lrdiff.db") == Path("/srv/g/lrdiff.db")
-    assert pipeline.sqlite_file("sqlite:///:memory:") is None
-    assert pipeline.sqlite_file("postgresql://grader@db/lrdiff") is None
+    assert sqlite_file("sqlite:////srv/g/lrdiff.db") == Path("/srv/g/lrdiff.db")
+    assert sqlite_file("sqlite:///:memory:") is None
+    assert sqlite_file("postgresql://grader@db/lrdiff") is None

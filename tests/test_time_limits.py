@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from traitlets.config import Config
 
 from autograder import NOTEBOOKS
-from autograder.pipeline import Course
+from autograder.course import Course
 from autograder.time_limits import CALLS_KEY, NotebookTimeLimits, called_names, defined_functions, describe_limits
 
 
