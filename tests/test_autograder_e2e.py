@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import runpy
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import testing
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
@@ -51,7 +50,7 @@ def _failing(table: str) -> set[str]:
 
 
 def _points(notebook: str) -> dict[str, float]:
-    nb = testing.read(ROOT / "source" / "lrdiff" / f"{notebook}.ipynb")
+    nb = support.read(ROOT / "source" / "lrdiff" / f"{notebook}.ipynb")
     return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
             for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
 
@@ -80,25 +79,25 @@ def _digest(folder: Path) -> dict[str, str]:
 def graded(tmp_path_factory):
     """Build the submissions, run the whole pipeline once, and return what it produced."""
     tmp = tmp_path_factory.mktemp("e2e")
-    course = testing.copy_course(tmp / "course")
+    course = support.copy_course(tmp / "course")
     inbox = tmp / "inbox"
-    testing.write_submission(inbox, "ref", testing.full_submission())
-    testing.write_submission(inbox, "blank", testing.blank_submission())
-    testing.write_submission(inbox, "wrong1", {
-        "exercises": testing.submission("exercises", {**testing.solutions("exercises"), **_answers("WRONG")},
+    support.write_submission(inbox, "ref", support.full_submission())
+    support.write_submission(inbox, "blank", support.blank_submission())
+    support.write_submission(inbox, "wrong1", {
+        "exercises": support.submission("exercises", {**support.solutions("exercises"), **_answers("WRONG")},
                                         edit={EDITED: '"""Check nothing"""\npass'}),
     })
-    testing.write_submission(inbox, "wrong2", {
-        "exercises": testing.submission(
-            "exercises", {**testing.solutions("exercises"), **_answers("WRONG_2"), **VARIANTS["WARNS"]},
+    support.write_submission(inbox, "wrong2", {
+        "exercises": support.submission(
+            "exercises", {**support.solutions("exercises"), **_answers("WRONG_2"), **VARIANTS["WARNS"]},
             delete=DELETED),
     })
-    testing.write_submission(inbox, "broken", {"exercises": BROKEN_JSON, "quiz": testing.submission("quiz")})
+    support.write_submission(inbox, "broken", {"exercises": BROKEN_JSON, "quiz": support.submission("quiz")})
     # one student hands in a zip, with the notebooks in a subfolder (and macOS debris)
     mixed = tmp / "mixed_src"
-    testing.write_submission(mixed, "mixed", {
-        "quiz": testing.submission("quiz", {**testing.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]}),
-        "experiment": testing.submission("experiment", VARIANTS["EXPERIMENT_ONE_LR"]),
+    support.write_submission(mixed, "mixed", {
+        "quiz": support.submission("quiz", {**support.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]}),
+        "experiment": support.submission("experiment", VARIANTS["EXPERIMENT_ONE_LR"]),
     })
     zips = tmp / "zips"
     zips.mkdir()
@@ -108,9 +107,7 @@ def graded(tmp_path_factory):
         zf.writestr("__MACOSX/lrdiff_hw/._quiz.ipynb", "junk")
     before = {**_digest(inbox), **_digest(zips)}
 
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("LRDIFF_GRADEBOOK_URL", None)
+    env = support.grader_env()
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "autograder", "all", str(inbox), str(zips / "mixed.zip"), "--out", "grades.csv"],
@@ -173,12 +170,12 @@ def test_unreadable_submission_is_reported_not_scored(graded):
 def test_edited_and_deleted_test_cells_are_restored(graded):
     """Are an edited test cell and deleted test cells put back from the source before grading?"""
     source = {c.metadata.nbgrader["grade_id"]: c.source
-              for c in testing.read(ROOT / "source" / "lrdiff" / "exercises.ipynb").cells
+              for c in support.read(ROOT / "source" / "lrdiff" / "exercises.ipynb").cells
               if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
     auto = graded["course"] / "autograded"
-    one = {testing.grade_id(c): c.source for c in nbformat.read(str(auto / "wrong1" / "lrdiff" / "exercises.ipynb"), 4).cells}
+    one = {support.grade_id(c): c.source for c in nbformat.read(str(auto / "wrong1" / "lrdiff" / "exercises.ipynb"), 4).cells}
     assert one[EDITED] == source[EDITED]  # hidden tests included
-    two = {testing.grade_id(c): c.source for c in nbformat.read(str(auto / "wrong2" / "lrdiff" / "exercises.ipynb"), 4).cells}
+    two = {support.grade_id(c): c.source for c in nbformat.read(str(auto / "wrong2" / "lrdiff" / "exercises.ipynb"), 4).cells}
     for gid in DELETED:
         assert gid in two and source[gid] in two[gid]
     assert graded["scores"]["wrong2"]["exercises"]["two_group_sgd_groups"] == 1.0  # restored, passes

@@ -29,8 +29,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from autograder import NOTEBOOKS, testing
-from autograder.sandbox import OPT_OUT_ENV, sandbox_available
+from autograder import NOTEBOOKS
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
@@ -83,15 +83,10 @@ def _pending_connections(listener: socket.socket) -> int:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def batch(require_sandbox: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Build every submission, grade them all in one batch (then the second run), and collect what came out."""
-    ok, why = sandbox_available()
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"the grading sandbox cannot run in CI: {why}", pytrace=False)
-        pytest.skip(f"bubblewrap cannot run here, and hostile code must never run unconfined: {why}")
     tmp = tmp_path_factory.mktemp("hostile")
-    course = testing.copy_course(tmp / "course")
+    course = support.copy_course(tmp / "course")
     with open(course / "autograder" / "nbgrader_config.py", "a") as f:
         f.write(SCRATCH_CONFIG)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -101,16 +96,13 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Any:
     inbox = course / "inbox"  # inside the course: ../../source from a student's folder is the real source/
     second = tmp / "inbox2"
     for sub in SUBMISSIONS:
-        dest = testing.write_submission(second if sub.name in HOSTILE["SECOND_RUN"] else inbox, sub.name,
+        dest = support.write_submission(second if sub.name in HOSTILE["SECOND_RUN"] else inbox, sub.name,
                                         sub.build(ctx, VARIANTS))
         if sub.symlink:
             os.symlink(sub.symlink, dest / "quiz.ipynb")
     before = {"inbox": _digest(inbox), "second": _digest(second)}
 
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    for key in ("LRDIFF_GRADEBOOK_URL", OPT_OUT_ENV):  # never unconfined, whatever this shell says
-        env.pop(key, None)
+    env = support.grader_env(sandboxed=True)
     start = time.perf_counter()
     first = _grader(["all", str(inbox), "--out", "grades.csv", "--jobs", "2"], course, env)
     # The files a student drops beside the notebook: collect copies only notebooks, so put them there after.
@@ -152,7 +144,7 @@ def _autograded(batch: Any, student: str, notebook: str = "quiz") -> nbformat.No
 
 
 def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
-    return next(c for c in nb.cells if testing.grade_id(c) == grade_id)
+    return next(c for c in nb.cells if support.grade_id(c) == grade_id)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -177,7 +169,7 @@ def _hang_costs_one_cell_timeout(batch: Any, student: str) -> None:
 def _memory_error_in_its_cell(batch: Any, student: str) -> None:
     nb = _autograded(batch, student)
     assert "MemoryError" in [o.get("ename") for o in _cell(nb, "q1").outputs]
-    others = [testing.grade_id(c) for c in nb.cells if c.cell_type == "code" and testing.grade_id(c) != "q1"
+    others = [support.grade_id(c) for c in nb.cells if c.cell_type == "code" and support.grade_id(c) != "q1"
               and any(o.get("ename") == "MemoryError" for o in c.get("outputs", []))]
     assert others == [], f"MemoryError outside the bomb's cell: {others}"
 
@@ -306,10 +298,7 @@ PLAIN_NBGRADER = ("network", "hang_in_exercise")
 def test_plain_nbgrader_autograde_gives_the_same_outcome(batch: Any) -> None:
     """Graded again by ``nbgrader autograde lrdiff --force`` in autograder/, do the network attack and the hang
     get the course grader's scores, cell by cell, the hang in bounded time, and does nothing reach a server?"""
-    course, env = batch["course"], dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    for key in ("LRDIFF_GRADEBOOK_URL", OPT_OUT_ENV):
-        env.pop(key, None)
+    course, env = batch["course"], support.grader_env(sandboxed=True)
     from nbgrader.api import Gradebook
 
     for student in PLAIN_NBGRADER:

@@ -11,7 +11,6 @@ must score exactly what its wrong answers score (0), on every path, and leave no
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from autograder import ASSIGNMENT, testing
+from autograder import ASSIGNMENT
 from autograder.sandbox import OPT_OUT_ENV
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
@@ -46,16 +46,9 @@ print(json.dumps(api.autograde({ASSIGNMENT!r}, {STUDENT!r})))
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    for key in ("LRDIFF_GRADEBOOK_URL", OPT_OUT_ENV):  # never unconfined, whatever this shell says
-        env.pop(key, None)
-    return env
-
-
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    env = support.grader_env(sandboxed=True)  # never unconfined, whatever this shell says
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     print(f"\n$ {' '.join(args[-4:])}  (in {cwd.name}, exit {proc.returncode})\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
     return proc
 
@@ -63,14 +56,14 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def prepared(require_sandbox: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A course copy (with the root's nbgrader_config.py), released, holding the thief's collected quiz."""
-    course = testing.copy_course(tmp_path_factory.mktemp("paths") / "course")
+    course = support.copy_course(tmp_path_factory.mktemp("paths") / "course")
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
     ctx = {"course": str(course), "port": 9, "token": uuid.uuid4().hex[:12]}
     answers = hostile.quiz_answers(wrong=True)
     code = hostile.read_source(ctx) + hostile.write_outside(ctx)
     answers["q1"] = answers["q1"].rstrip("\n") + "\n\n" + code.strip("\n") + "\n"
     inbox = course / "inbox"  # inside the course: ../../source from the student's folder is the real source/
-    testing.write_submission(inbox, STUDENT, {"quiz": hostile.quiz(answers)})
+    support.write_submission(inbox, STUDENT, {"quiz": hostile.quiz(answers)})
     assert _run([sys.executable, "-m", "autograder", "release"], course).returncode == 0
     assert _run([sys.executable, "-m", "autograder", "collect", str(inbox)], course).returncode == 0
     return course, ctx

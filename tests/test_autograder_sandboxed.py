@@ -12,14 +12,12 @@ import csv
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from autograder import testing
-from autograder.sandbox import sandbox_available
+from tests import support
 
-CHEAT = testing.steal_source_answer("two_group_sgd", """
+CHEAT = support.steal_source_answer("two_group_sgd", """
 def two_group_sgd(model, part1_lr, part2_lr, momentum=0.9):
     raise NotImplementedError()
 """)
@@ -27,7 +25,7 @@ def two_group_sgd(model, part1_lr, part2_lr, momentum=0.9):
 
 def test_the_cheat_works_where_the_source_is_readable(tmp_path):
     """The attack is real: run from autograded/<student>/lrdiff/ of a course copy, it finds the solution."""
-    course = testing.copy_course(tmp_path / "course")
+    course = support.copy_course(tmp_path / "course")
     where = course / "autograded" / "cheat" / "lrdiff"
     where.mkdir(parents=True)
     cwd = os.getcwd()
@@ -46,20 +44,12 @@ def test_the_cheat_works_where_the_source_is_readable(tmp_path):
 
 
 @pytest.mark.slow
-def test_sandboxed_autograde_gives_the_cheat_nothing(tmp_path):
+def test_sandboxed_autograde_gives_the_cheat_nothing(require_sandbox, tmp_path):
     """Graded through the pipeline, does the copied solution earn no points (the source is out of sight)?"""
-    ok, why = sandbox_available()
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail(f"the grading sandbox cannot run in CI: {why}")
-        pytest.skip(f"the grading sandbox cannot run here: {why}")
-    course = testing.copy_course(tmp_path / "course")
+    course = support.copy_course(tmp_path / "course")
     inbox = tmp_path / "inbox"
-    testing.write_submission(inbox, "cheat", {"exercises": testing.submission("exercises", {"two_group_sgd": CHEAT})})
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("LRDIFF_GRADEBOOK_URL", None)
-    env.pop("LRDIFF_UNSAFE_NO_SANDBOX", None)
+    support.write_submission(inbox, "cheat", {"exercises": support.submission("exercises", {"two_group_sgd": CHEAT})})
+    env = support.grader_env(sandboxed=True)
     proc = subprocess.run(
         [sys.executable, "-m", "autograder", "all", str(inbox), "--out", "grades.csv"],
         cwd=course, env=env, capture_output=True, text=True, timeout=900,

@@ -10,8 +10,8 @@ collapsed, as a substring of every bundled file: its raw text and, for a noteboo
   ``[model.layer1],``) are idioms any Python file may hold; they prove nothing either way.
 * **hidden-test lines**: every line between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` that has a
   letter or a digit in it. The graded checks are now decided outside the student's kernel, and their hidden
-  cases live in ``autograder/checks.py``: no distinctive line of that file, no hidden case in the form the
-  kernel would receive it, and no probe cell may be in the bundle either.
+  cases live in ``autograder/cases.py`` (gathered by ``autograder/checks.py``): no distinctive line of those
+  files, no hidden case in the form the kernel would receive it, and no probe cell may be in the bundle either.
 * Either kind is left out when it also stands in the *public* part of the source notebooks (everything outside
   those two regions, which nbgrader hands out by design): ``model = SmallResNet()`` in a hidden test is the
   same line as in the visible test above it.
@@ -62,6 +62,8 @@ SHARED_WITH_COURSE = {
     "head_ids = {id(p) for p in head}": {"lrdiff_helpers/experiment.py"},
     "backbone = [p for p in model.parameters() if id(p) not in head_ids]": {"lrdiff_helpers/experiment.py"},
 }
+#: The grader's checks: ``autograder/checks.py`` and the modules it gathers (cases, comparisons, verdict).
+CHECKS_MODULES = ("checks.py", "cases.py", "comparisons.py", "verdict.py")
 #: Names that must never be a part of a bundled path.
 FORBIDDEN_PARTS = {"source", "autograder", "tests", "submitted", "autograded", "feedback", "scripts", "benchmarks",
                    "release", ".git", ".venv", ".work", "__pycache__", ".ipynb_checkpoints", "gradebook.db",
@@ -235,7 +237,7 @@ def test_no_solution_line(texts):
 def test_no_hidden_test_line(texts):
     """Is no line of a source ``### BEGIN HIDDEN TESTS`` block in any bundled file?
 
-    The course now keeps its hidden cases in autograder/checks.py, so the source may have no such block; the
+    The course now keeps its hidden cases in autograder/cases.py, so the source may have no such block; the
     next two tests cover those.
     """
     _, hidden, public = _source_regions()
@@ -245,12 +247,13 @@ def test_no_hidden_test_line(texts):
 
 
 def test_no_line_of_the_grader_s_checks(texts):
-    """Is no distinctive line of autograder/checks.py (the hidden cases, the quiz key) in any bundled file?"""
+    """Is no distinctive line of the grader's checks (autograder/checks.py and the modules it gathers: the hidden
+    cases, the comparisons, the verdict) in any bundled file?"""
     _, _, public = _source_regions()
-    path = ROOT / "autograder" / "checks.py"
-    lines = {ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()}
+    lines = {ln.strip() for part in CHECKS_MODULES
+             for ln in (ROOT / "autograder" / part).read_text(encoding="utf-8").splitlines()}
     lines = {ln for ln in lines if ln and _distinctive(ln) and _norm(ln) not in public}
-    assert len(lines) >= 100, f"only {len(lines)} distinctive lines in {path}: has it changed form?"
+    assert len(lines) >= 100, f"only {len(lines)} distinctive lines in {CHECKS_MODULES}: has it changed form?"
     leaks = {line: sorted(_where(line, texts)) for line in sorted(lines) if _where(line, texts)}
     assert not leaks, "lines of checks.py in the bundle:\n" + "\n".join(f"  {k!r}: {v}" for k, v in leaks.items())
 
@@ -260,7 +263,7 @@ def test_no_hidden_case_and_no_probe(texts):
     from autograder import checks
 
     hidden = [case for check in checks.CHECKS.values() for case in check.cases if case.hidden]
-    assert len(hidden) >= 10, f"only {len(hidden)} hidden cases in autograder/checks.py"
+    assert len(hidden) >= 10, f"only {len(hidden)} hidden cases in autograder/cases.py"
     for case in hidden:
         found = _where(json.dumps(case.for_kernel()), texts)
         assert not found, f"hidden case {case.for_kernel()} is in {sorted(found)}"

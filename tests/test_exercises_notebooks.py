@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import testing
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "lrdiff"
@@ -30,13 +30,6 @@ POINTS = {"exercises": 24, "quiz": 17, "experiment": 5}
 FUNCTIONS = ("two_group_sgd", "finetune_param_groups", "layerwise_param_groups", "no_decay_param_groups",
              "one_cycle_for_groups", "vit_llrd_param_groups")
 KERNELSPEC = {"name": "lrdiff", "display_name": "Python (lrdiff)", "language": "python"}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("LRDIFF_GRADEBOOK_URL", None)
-    return env
 
 
 def _nb(folder: Path, name: str) -> nbformat.NotebookNode:
@@ -160,7 +153,7 @@ def test_release_grades_like_the_source():
 def _validate(path: Path, *flags: str) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "validate", *flags, str(path)],
-        cwd=ROOT / "autograder", env=_env(), capture_output=True, text=True, timeout=600,
+        cwd=ROOT / "autograder", env=support.grader_env(), capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
@@ -185,10 +178,10 @@ def test_release_notebook_passes_no_test_as_is(name):
 @pytest.mark.slow
 def test_release_regenerates_from_source_without_drift(tmp_path):
     """Does `cd autograder && nbgrader generate_assignment lrdiff --force` reproduce the committed release/?"""
-    course = testing.copy_course(tmp_path / "course")
+    course = support.copy_course(tmp_path / "course")
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "generate_assignment", "lrdiff", "--force"],
-        cwd=course / "autograder", env=_env(), capture_output=True, text=True, timeout=600,
+        cwd=course / "autograder", env=support.grader_env(), capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     fresh, committed = course / "release" / "lrdiff", RELEASE

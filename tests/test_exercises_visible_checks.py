@@ -7,7 +7,7 @@ cells before them: ``finetune_lrs_other_models`` and ``layerwise_lrs_other_model
 handing in, what the grader will find on the visible case, and stay silent on stderr when the answer is right
 (nbgrader scores a test cell that writes there 0).
 
-Each test fills answers into the *release* notebook (the student's copy: ``autograder.testing.submission``),
+Each test fills answers into the *release* notebook (the student's copy: ``tests.support.submission``),
 runs it in the course's kernel ("Python (lrdiff)") with errors allowed, and reads every grade cell's outcome
 on its own: a grade cell depends only on its own function, so one run holds a wrong answer of each of the four
 functions at once. The "other ..." cells' probes (``autograder/checks.py``: visible and hidden cases) then run at the
@@ -26,7 +26,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder import checks, testing
+from autograder import checks
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "release" / "lrdiff"
@@ -69,7 +70,7 @@ class Outcome:
 def run_release(answers: dict[str, str]) -> dict[str, Outcome]:
     """Grade id -> :class:`Outcome` of every grade cell of the release's exercises with ``answers`` (the source's
     solutions for the other functions), run in the course's kernel; then the probes of :data:`OTHER`."""
-    nb = testing.submission("exercises", {**testing.solutions("exercises"), **answers})
+    nb = support.submission("exercises", {**support.solutions("exercises"), **answers})
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     graded = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
     probes = [nbformat.v4.new_code_cell(checks.probe_source(gid)) for gid in OTHER]
@@ -79,7 +80,7 @@ def run_release(answers: dict[str, str]) -> dict[str, Outcome]:
     verdicts = {gid: checks.judge(gid, cell.outputs, sources) for gid, cell in zip(OTHER, probes)}
     out = {}
     for cell in graded:
-        gid = testing.grade_id(cell)
+        gid = support.grade_id(cell)
         error = "".join(f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error")
         stderr = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
         out[gid] = Outcome(error, stderr, verdicts[gid].ok if gid in verdicts else None)

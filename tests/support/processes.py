@@ -1,0 +1,68 @@
+"""Processes on the host, found with ``psutil`` (never by reading ``/proc`` by hand).
+
+The sandbox and pool tests ask who runs a kernel (and as which user), which grading workers a process started,
+and whether anything of a dead sandbox is still running.
+"""
+
+from __future__ import annotations
+
+import psutil
+
+__all__ = ["children_running", "exists", "processes_with", "uids_of_tree"]
+
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
+
+
+def uids_of_tree(pid: int) -> dict[int, set[int]]:
+    """``{pid: {real, effective, saved uid}}`` of a process and all its descendants (those still there)."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except _GONE:
+        return {}
+    out = {}
+    for proc in tree:
+        try:
+            out[proc.pid] = set(proc.uids())
+        except _GONE:
+            continue
+    return out
+
+
+def processes_with(token: str) -> list[int]:
+    """Pids of the processes whose command line holds ``token``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if token in "\0".join(proc.cmdline()):
+                found.append(proc.pid)
+        except _GONE:
+            continue
+    return found
+
+
+def children_running(*argv: str, parent: int | None = None) -> list[int]:
+    """Pids of the direct children of ``parent`` (default: this process) with every one of ``argv`` in their
+    command line, each as a whole argument.
+
+    >>> children_running("autograder.worker", "alice")  # this process's grading workers for alice
+    []
+    """
+    found = []
+    try:
+        children = psutil.Process(parent).children()
+    except _GONE:
+        return []
+    for proc in children:
+        try:
+            cmdline = proc.cmdline()
+        except _GONE:
+            continue
+        if all(arg in cmdline for arg in argv):
+            found.append(proc.pid)
+    return found
+
+
+def exists(pid: int | None) -> bool:
+    """Is there a process ``pid`` (a zombie included)?"""
+    return bool(pid) and psutil.pid_exists(pid)
