@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import browser_support as bs
+from tests.support import skip_or_fail
 
 
 def pytest_configure(config):
@@ -34,9 +35,7 @@ def _failed(node) -> bool:
 
 def _skip_or_fail(reason: str) -> None:
     """Skip on a student's machine; in CI (env CI set) a missing browser is a failure, not a skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the browser tests must run)")
-    pytest.skip(reason)
+    skip_or_fail(reason, f"{reason} (CI is set: the browser tests must run)")
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +71,10 @@ def lab_server(course_copy, chromium_path):
 
 @pytest.fixture(scope="module")
 def chromium(chromium_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _skip_or_fail("the browser tests need playwright")
     pw = sync_api.sync_playwright().start()
     try:
         browser = pw.chromium.launch(
