@@ -19,7 +19,7 @@ from . import ASSIGNMENT, NOTEBOOKS
 from .apps import release
 from .collect import COLLECT_FILE, link_text, renamed, renamed_reason, walk_no_links
 from .course import FAILED, GRADED, Course, InputError, Result
-from .gradebook import assignment_registered, merge_grades, snapshot, sqlite_file
+from .gradebook import assignment_registered, merge_grades, private_copy
 from .pool import Job, run_jobs
 
 #: A student whose grading takes longer than this (seconds, all notebooks together) is failed and its grading
@@ -149,7 +149,7 @@ def _students_to_grade(course: Course, students: Sequence[str] | None, jobs: int
 class _Run:
     """One autograde run: its scratch folder, the gradebook snapshot, the status file and the results."""
 
-    def __init__(self, course: Course, work: Path, snapshot_file: Path | None, progress) -> None:
+    def __init__(self, course: Course, work: Path, snapshot_file: Path, progress) -> None:
         from .sandbox import force_rmtree  # also removes folders student code made unreadable
 
         self.course, self.work, self.snapshot, self.progress = course, work, snapshot_file, progress
@@ -178,20 +178,16 @@ class _Run:
                 self.finish(Result(student, f"{FAILED}: {problem}", time.perf_counter() - start, notes))
                 continue
             folder = self.work / f"{i:05d}"
-            url = self.course.db_url
-            if self.snapshot is not None:
-                url = f"sqlite:///{folder / 'gradebook.db'}"
-            pending.append(Job(student, notes, folder, url))
+            pending.append(Job(student, notes, folder, f"sqlite:///{folder / 'gradebook.db'}"))
         return pending
 
     def start(self, job: Job) -> None:
         job.folder.mkdir(mode=0o700)
-        if self.snapshot is not None:
-            shutil.copyfile(self.snapshot, job.folder / "gradebook.db")
+        shutil.copyfile(self.snapshot, job.folder / "gradebook.db")
         job.launch(self.course.root, self.course.env)
 
     def done(self, job: Job, state: str) -> None:
-        if state == GRADED and self.snapshot is not None:
+        if state == GRADED:
             try:
                 merge_grades(self.course, job.gradebook_url, job.student)
             except Exception as err:  # noqa: BLE001 (any database error fails this student only)
@@ -217,9 +213,9 @@ def autograde(
     this process alone copies the student's grades into the course's gradebook (:func:`merge_grades`), one
     student at a time, as each finishes; it alone writes the status file. ``jobs=1`` takes the same path.
 
-    A gradebook that is not a SQLite file (``LRDIFF_GRADEBOOK_URL=postgresql://...``) is written by the workers
-    directly, one student at a time (``jobs`` is then 1): a database server takes one writer safely, and
-    nbgrader's own create-or-update steps are not safe to race.
+    A gradebook that is not a SQLite file (``LRDIFF_GRADEBOOK_URL=postgresql+psycopg://...``) takes the same
+    path: each worker grades against a private SQLite copy of it (:func:`private_copy`), and this process alone
+    merges the grades, one student at a time (nbgrader's create-or-update steps are not safe to race).
 
     Before a worker starts, the submitted folder is checked (:func:`precheck`): symbolic links, a renamed
     notebook, a notebook that is not valid JSON fail the student without running anything.
@@ -240,15 +236,13 @@ def autograde(
     require_reproducible()
     if not assignment_registered(course):
         release(course)
-    db = sqlite_file(course.db_url)
     work = Path(tempfile.mkdtemp(prefix="lrdiff-autograde-"))
     os.chmod(work, 0o711)  # the workers' temp folders in it must be reachable (see Job.tmpdir); not listable
-    run = _Run(course, work, None if db is None else work / "gradebook.db", progress)
+    run = _Run(course, work, work / "gradebook.db", progress)
     try:
-        if run.snapshot is not None:
-            snapshot(db, run.snapshot)  # the assignment as registered, and what people entered before this run
+        private_copy(course, run.snapshot)  # the assignment as registered, and what people entered before this run
         pending = run.jobs_for(todo)
-        run_jobs(pending, jobs if db is not None else 1, time_limit, run.start, run.done)
+        run_jobs(pending, jobs, time_limit, run.start, run.done)
     finally:
         run.rmtree(work)
     return [run.results[s] for s in todo]

@@ -49,6 +49,15 @@ def snapshot(db: Path, dst: Path) -> None:
         src.close()
 
 
+def private_copy(course: Course, dst: Path) -> None:
+    """A private SQLite gradebook at ``dst`` holding what the course's gradebook holds now (the assignment as
+    registered, the students, what people entered), for one grading worker to write."""
+    db = sqlite_file(course.db_url)
+    if db is None:
+        raise NotImplementedError("a private copy of a gradebook that is not a SQLite file")
+    snapshot(db, dst)
+
+
 def _copy_notebook_grades(graded_nb, nb) -> None:
     """One notebook: late penalty, each cell's auto score and comment; what people entered stays."""
     nb.late_submission_penalty = graded_nb.late_submission_penalty
