@@ -11,6 +11,8 @@ import warnings
 
 from . import ASSIGNMENT
 from .course import Course, InputError
+from .database import GRADEBOOK_URL_ENV
+from .gradebook import create_schema
 
 
 def run_app(app_cls, course: Course, student: str, sandbox: bool = False, extra=None, **attrs) -> dict:
@@ -48,13 +50,16 @@ def release(course: Course) -> str:
     """Regenerate ``release/lrdiff`` from ``source/lrdiff`` (``--force``) and register it in the gradebook.
 
     Runs ``nbgrader generate_assignment lrdiff --force`` from ``autograder/``, exactly as a person would.
-    Returns nbgrader's output; raises ``RuntimeError`` when it fails.
+    First the gradebook: a database that cannot be opened stops it (:class:`InputError`, nothing written), and
+    one without nbgrader's tables gets them here, once (:func:`~autograder.gradebook.create_schema`), never by
+    several graders at once. Returns nbgrader's output; raises ``RuntimeError`` when it fails.
     """
     if not (course.root / "source" / ASSIGNMENT).is_dir():
         raise InputError(f"no source/{ASSIGNMENT}/ under {course.root}")
-    proc = subprocess.run(
+    create_schema(course)
+    proc = subprocess.run(  # into this course's gradebook, even one chosen in this process (Course.gradebook_url)
         [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force"],
-        cwd=course.config_dir, env=course.env, capture_output=True, text=True,
+        cwd=course.config_dir, env={**course.env, GRADEBOOK_URL_ENV: course.db_url}, capture_output=True, text=True,
     )
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:

@@ -7,7 +7,9 @@ benchmarks, which put the root on ``sys.path``):
 * :mod:`tests.support.attacks`: answer cells that try to cheat (copy the instructor's solution);
 * :mod:`tests.support.processes`: processes on the host, found with ``psutil``;
 * :mod:`tests.support.environment`: :func:`grader_env`, the environment of a grader started as a subprocess;
-* :mod:`tests.support.ci`: :func:`skip_or_fail`, the one "skip here, fail under CI" rule.
+* :mod:`tests.support.ci`: :func:`skip_or_fail`, the one "skip here, fail under CI" rule;
+* :mod:`tests.support.postgres`: :func:`running_postgres`, a throwaway PostgreSQL server on loopback (and
+  ``postgres``, the same as a module-scoped fixture: ``from tests.support.postgres import postgres``).
 
 ``tests/support/sandbox_attacks.py`` holds the attack cells of ``tests/test_sandbox.py``.
 """
@@ -28,8 +30,9 @@ from .course_copy import (
     write_submission,
 )
 from .environment import grader_env
+from .postgres import PostgresServer, running_postgres
 
 __all__ = [
-    "COURSE_PARTS", "blank_submission", "copy_course", "full_submission", "grade_id", "grader_env", "read",
-    "skip_or_fail", "solutions", "steal_source_answer", "submission", "write_submission",
+    "COURSE_PARTS", "PostgresServer", "blank_submission", "copy_course", "full_submission", "grade_id", "grader_env",
+    "read", "running_postgres", "skip_or_fail", "solutions", "steal_source_answer", "submission", "write_submission",
 ]
