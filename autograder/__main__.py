@@ -4,13 +4,17 @@ Steps:
     release                 regenerate release/lrdiff from source/lrdiff (--force); register it in the gradebook
     collect PATH...         copy submissions into submitted/<student>/lrdiff/ (folders of <student>/ folders,
                             <student>.zip files, or folders of zips); the originals are never changed
-    autograde [--student S] [--jobs N] [--time-limit SECONDS]
-                            grade every collected submission (or only S, repeatable), N at a time (default:
-                            every core), each in a sandboxed process of its own; a line per student as it
-                            finishes; a student still being graded after SECONDS (default 3600) is failed
+    autograde [--student S] [--jobs N] [--time-limit SECONDS] [--force] [--scheduler tcp://HOST:PORT]
+              [--cluster slurm]
+                            grade every collected submission not graded yet with its content and this
+                            course (--force: all of them; --student S: only S, repeatable, always), N at a
+                            time (default: every core) on an in-process Dask cluster, or on the Dask
+                            scheduler named, or on SLURM, each in a sandboxed process of its own; a line per
+                            student as it finishes; a student still being graded after SECONDS (default
+                            3600) is failed
     feedback                write feedback/<student>/lrdiff/*.html for every graded submission
     export [--out CSV]      write the grades, one row per student, with a status column (default grades.csv)
-    all PATH... [--out CSV] [--jobs N] [--time-limit SECONDS]
+    all PATH... [--out CSV] [--jobs N] [--time-limit SECONDS] [--force] [--scheduler ...] [--cluster ...]
                             release, collect PATH..., autograde, feedback, export
     bundle [--out ZIP]      build what is handed to students (release notebooks, lessons, lrdiff_helpers,
                             environment files; no solutions, no hidden tests), default dist/lrdiff-student.zip
@@ -30,10 +34,11 @@ from lrdiff_helpers.reproducibility import pin
 
 from . import ASSIGNMENT, NOTEBOOKS, ROOT
 from .apps import quiet_library_warnings, release
-from .autograde import DEFAULT_TIME_LIMIT, NOTHING_TO_GRADE, autograde
+from .autograde import DEFAULT_TIME_LIMIT, NOTHING_TO_GRADE, autograde, pending
 from .collect import collect
 from .course import FAILED, GRADED, Course, InputError, Result
-from .gradebook import assignment_registered, sqlite_file
+from .fingerprint import fingerprint
+from .gradebook import assignment_registered
 from .report import export, feedback
 from .time_limits import describe_limits
 
@@ -97,6 +102,12 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
                    help=f"students graded at the same time (default: every core, {os.cpu_count()} here)")
     p.add_argument("--time-limit", type=_positive_seconds, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                    help="fail a student whose grading takes longer than this (default: %(default)g)")
+    p.add_argument("--force", action="store_true",
+                   help="grade every submission again, even one already graded with this course")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="grade on this Dask scheduler (machines started with `dask scheduler` / `dask worker`)")
+    p.add_argument("--cluster", choices=("local", "slurm"), default=None,
+                   help="local: an in-process Dask cluster (the default); slurm: workers through dask-jobqueue")
 
 
 def _line(res: Result, course: Course) -> str:
@@ -127,27 +138,52 @@ def _do_collect(course: Course, paths) -> None:
              + "".join(f"\n      note: {n}" for n in f.notes))
 
 
+def _grading(args) -> dict:
+    """The autograde options of ``args``, as keyword arguments of :func:`_do_autograde`."""
+    return {"jobs": args.jobs, "time_limit": args.time_limit, "force": args.force, "scheduler": args.scheduler,
+            "cluster": args.cluster}
+
+
+def _progress_bar(total: int):
+    """A tqdm bar on stderr (shown on a terminal): done, failed, remaining and the rate."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, unit="submission", disable=None, leave=False)
+
+
 def _do_autograde(course: Course, students=None, jobs: int | None = None,
-                  time_limit: float = DEFAULT_TIME_LIMIT) -> int:
+                  time_limit: float = DEFAULT_TIME_LIMIT, force: bool = False, scheduler: str | None = None,
+                  cluster: str | None = None) -> int:
     if not course.students_submitted():
         raise InputError(NOTHING_TO_GRADE)
     if not assignment_registered(course):
         _say("autograde: the gradebook does not know the assignment yet; running release first")
         _do_release(course)
-    todo = students or course.students_submitted()
+    todo = students or pending(course, fingerprint(course.root), force)
+    if not todo:
+        kept = course.read_status()
+        _say(f"autograde: nothing to grade: all {len(course.students_submitted())} submission(s) were graded "
+             "with this content and this course already (--force grades them again)")
+        return 1 if any(kept.get(s, {}).get("status") != GRADED for s in course.students_submitted()) else 0
     jobs = min(jobs or os.cpu_count() or 1, len(todo))
-    why = ""
-    if sqlite_file(course.db_url) is None and jobs > 1:
-        jobs, why = 1, " (the gradebook is not a SQLite file: one writer at a time)"
-    _say(f"autograde: {len(todo)} submission(s), {jobs} at a time{why}")
+    _say(f"autograde: {len(todo)} submission(s), {jobs} at a time")
     _say(f"autograde: time limits: {describe_limits(course.config(), NOTEBOOKS)}")
     done = []
+    bar = _progress_bar(len(todo))
 
     def progress(res: Result) -> None:
         done.append(res)
+        bar.update(1)
+        failed = sum(not r.ok for r in done)
+        bar.set_postfix(done=len(done) - failed, failed=failed, remaining=len(todo) - len(done))
+        bar.clear()
         _say(f"[{len(done)}/{len(todo)}]" + _line(res, course)[1:])
 
-    results = autograde(course, students, progress=progress, jobs=jobs, time_limit=time_limit)
+    try:
+        results = autograde(course, todo, progress=progress, jobs=jobs, time_limit=time_limit,
+                            scheduler=scheduler, cluster=cluster, say=_say)
+    finally:
+        bar.close()
     failed = [r for r in results if not r.ok]
     _say(f"autograde: {len(results) - len(failed)} graded, {len(failed)} {FAILED}")
     return 1 if failed else 0
@@ -200,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             _do_collect(course, args.paths)
             return 0
         if args.step == "autograde":
-            return _do_autograde(course, args.student, args.jobs, args.time_limit)
+            return _do_autograde(course, args.student, **_grading(args))
         if args.step == "bundle":
             return _do_bundle(course, args.out)
         if args.step == "feedback":
@@ -210,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "all":
             _do_release(course)
             _do_collect(course, args.paths)
-            code = _do_autograde(course, jobs=args.jobs, time_limit=args.time_limit)
+            code = _do_autograde(course, **_grading(args))
             try:
                 code = max(code, _do_feedback(course))
             except InputError as err:  # nothing was graded: still export the statuses

@@ -1,6 +1,7 @@
-"""The autograde step: checks before grading (the machine, the sandbox, each submitted folder), one worker per
-student (:mod:`autograder.pool`), each against a private copy of the SQLite gradebook, merged into the course's
-gradebook by this process alone (:mod:`autograder.gradebook`), and the status file."""
+"""The autograde step: checks before grading (the machine, the sandbox, each submitted folder), which students
+need grading (resumable runs), one Dask task per student (:mod:`autograder.engine`, :mod:`autograder.task`),
+each against a private copy of the gradebook, merged into the course's gradebook by this process alone
+(:mod:`autograder.gradebook`), and the status file."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lrdiff_helpers.reproducibility import pin_status
@@ -19,8 +20,11 @@ from . import ASSIGNMENT, NOTEBOOKS
 from .apps import release
 from .collect import COLLECT_FILE, link_text, renamed, renamed_reason, walk_no_links
 from .course import FAILED, GRADED, Course, InputError, Result
+from .archive import digest, pack
+from .engine import open_engine, run_tasks
+from .fingerprint import fingerprint
 from .gradebook import assignment_registered, merge_grades, private_copy
-from .pool import Job, run_jobs
+from .task import grade, kill_all
 
 #: A student whose grading takes longer than this (seconds, all notebooks together) is failed and its grading
 #: process killed. The sandbox bounds each kernel too (``SandboxedKernelManager.wall_seconds``).
@@ -146,103 +150,152 @@ def _students_to_grade(course: Course, students: Sequence[str] | None, jobs: int
     return todo
 
 
+def submission_digest(course: Course, student: str) -> str:
+    """The sha256 of everything under ``submitted/<student>/`` (the files, and where each link points)."""
+    home = course.submitted / student
+    links = sorted(f"{e.rel}->{os.readlink(e.path)}" for _, entries in walk_no_links(home)
+                   for e in entries if stat.S_ISLNK(e.mode))
+    return digest(pack(home) + "\n".join(links).encode())
+
+
+def pending(course: Course, course_fingerprint: str, force: bool = False) -> list[str]:
+    """The submitted students not graded yet with this submission and this course (all of them: ``force``)."""
+    status = course.read_status()
+    return [s for s in course.students_submitted()
+            if force or (status.get(s, {}).get("digest"), status.get(s, {}).get("fingerprint"))
+            != (submission_digest(course, s), course_fingerprint)]
+
+
 class _Run:
     """One autograde run: its scratch folder, the gradebook snapshot, the status file and the results."""
 
-    def __init__(self, course: Course, work: Path, snapshot_file: Path, progress) -> None:
+    def __init__(self, course: Course, work: Path, course_fingerprint: str, progress) -> None:
         from .sandbox import force_rmtree  # also removes folders student code made unreadable
 
-        self.course, self.work, self.snapshot, self.progress = course, work, snapshot_file, progress
+        self.course, self.work, self.fingerprint, self.progress = course, work, course_fingerprint, progress
         self.rmtree = force_rmtree
         self.status = course.read_status()
         self.results: dict[str, Result] = {}
+        self.asked: dict[str, tuple[str, list[str], float]] = {}  # task key -> student, notes, start
 
-    def finish(self, res: Result) -> None:
+    def finish(self, res: Result, submitted: str) -> None:
         """Record one student's outcome (status file, results, progress)."""
         if not res.ok:  # no stale output of an earlier run may be handed out for a failed submission
             shutil.rmtree(self.course.autograded / res.student / ASSIGNMENT, ignore_errors=True)
             shutil.rmtree(self.course.feedback_dir / res.student / ASSIGNMENT, ignore_errors=True)
-        self.status[res.student] = {"status": res.status, "notes": res.notes, "seconds": round(res.seconds, 2)}
+        self.status[res.student] = {"status": res.status, "notes": res.notes, "seconds": round(res.seconds, 2),
+                                    "digest": submitted, "fingerprint": self.fingerprint}
         self.course.write_status(self.status)
         self.results[res.student] = res
         if self.progress is not None:
             self.progress(res)
 
-    def jobs_for(self, todo: list[str]) -> list[Job]:
-        """A job per student that passes :func:`precheck`; the others are finished as failed at once."""
-        pending: list[Job] = []
-        for i, student in enumerate(todo):
+    def tasks(self, todo: list[str], gradebook: bytes, time_limit: float, root: str | None):
+        """A task per student that passes :func:`precheck`; the others are finished as failed at once."""
+        for student in todo:
             start = time.perf_counter()
+            submitted = submission_digest(self.course, student)
             problem, notes = precheck(self.course, student)
             if problem is not None:
-                self.finish(Result(student, f"{FAILED}: {problem}", time.perf_counter() - start, notes))
+                self.finish(Result(student, f"{FAILED}: {problem}", time.perf_counter() - start, notes), submitted)
                 continue
-            folder = self.work / f"{i:05d}"
-            pending.append(Job(student, notes, folder, f"sqlite:///{folder / 'gradebook.db'}"))
-        return pending
+            key = f"grade-{student}-{submitted}"
+            self.asked[key] = (student, notes, start)
+            submission = pack(self.course.submitted / student / ASSIGNMENT)
+            yield key, grade, (student, submission, gradebook, self.fingerprint, time_limit, root)
 
-    def start(self, job: Job) -> None:
-        job.folder.mkdir(mode=0o700)
-        shutil.copyfile(self.snapshot, job.folder / "gradebook.db")
-        job.launch(self.course.root, self.course.env)
-
-    def done(self, job: Job, state: str) -> None:
+    def done(self, key: str, out) -> None:
+        """A task's result: the graded notebooks into ``autograded/``, the grades into the gradebook."""
+        student, notes, start = self.asked[key]
+        if isinstance(out, BaseException):
+            state = f"{FAILED}: the grading task failed ({type(out).__name__}: {out})"
+        else:
+            state = out["status"]
         if state == GRADED:
-            try:
-                merge_grades(self.course, job.gradebook_url, job.student)
-            except Exception as err:  # noqa: BLE001 (any database error fails this student only)
-                state = f"{FAILED}: could not copy the grades into the gradebook ({type(err).__name__}: {err})"
-        self.finish(Result(job.student, state, time.perf_counter() - job.start, job.notes))
-        self.rmtree(job.folder)
-        self.rmtree(job.tmpdir)
+            state = self._merge(student, out)
+        self.finish(Result(student, state, time.perf_counter() - start, notes), key.rsplit("-", 1)[1])
+
+    def _merge(self, student: str, out: dict) -> str:
+        from .archive import unpack
+
+        dst = self.course.autograded / student / ASSIGNMENT
+        scratch = self.work / f"{student}.db"
+        try:
+            shutil.rmtree(dst, ignore_errors=True)
+            unpack(out["autograded"], dst)
+            scratch.write_bytes(out["gradebook"])
+            merge_grades(self.course, f"sqlite:///{scratch}", student)
+        except Exception as err:  # noqa: BLE001 (any database error fails this student only)
+            return f"{FAILED}: could not copy the grades into the gradebook ({type(err).__name__}: {err})"
+        finally:
+            scratch.unlink(missing_ok=True)
+        return GRADED
+
+
+def _grade_all(run: _Run, engine, todo: list[str], time_limit: float) -> None:
+    """Snapshot the gradebook and grade ``todo`` on ``engine``."""
+    private_copy(run.course, run.work / "gradebook.db")  # the assignment as registered, what people entered
+    gradebook = (run.work / "gradebook.db").read_bytes()
+    root = str(run.course.root) if engine.local else None
+    run_tasks(engine, run.tasks(todo, gradebook, time_limit, root), run.done)
 
 
 def autograde(
     course: Course,
     students: Sequence[str] | None = None,
-    progress=None,
+    progress: Callable[[Result], None] | None = None,
     jobs: int | None = None,
     time_limit: float = DEFAULT_TIME_LIMIT,
+    *,
+    force: bool = False,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[Result]:
-    """Autograde each submitted student, ``jobs`` at a time; a failure is recorded and the batch goes on.
+    """Autograde the submitted students, one Dask task each; a failure is recorded and the batch goes on.
 
-    Every student is graded by a process of its own (``python -m autograder.worker``: nbgrader's ``Autograde``
-    with the course's configuration and the sandbox, as ``nbgrader autograde`` would), so a grader that dies
-    (out of memory, a segfault, killed, past ``time_limit`` seconds) fails only that student. nbgrader's
-    SQLite gradebook is not safe for several writers: each worker grades against a private copy of it, and
-    this process alone copies the student's grades into the course's gradebook (:func:`merge_grades`), one
-    student at a time, as each finishes; it alone writes the status file. ``jobs=1`` takes the same path.
+    Each task grades its student by a process of its own (``python -m autograder.worker``: nbgrader's
+    ``Autograde`` with the course's configuration and the sandbox), against a private SQLite copy of the
+    gradebook (:func:`private_copy`), so a grader that dies (out of memory, a segfault, killed, past
+    ``time_limit`` seconds) fails only that student. This process alone unpacks the graded notebooks into
+    ``autograded/``, merges the grades into the course's gradebook (:func:`merge_grades`, keeping manual
+    scores), one student at a time, and writes the status file, which records each student's submission
+    digest and the course fingerprint it was graded with.
 
-    A gradebook that is not a SQLite file (``LRDIFF_GRADEBOOK_URL=postgresql+psycopg://...``) takes the same
-    path: each worker grades against a private SQLite copy of it (:func:`private_copy`), and this process alone
-    merges the grades, one student at a time (nbgrader's create-or-update steps are not safe to race).
-
-    Before a worker starts, the submitted folder is checked (:func:`precheck`): symbolic links, a renamed
-    notebook, a notebook that is not valid JSON fail the student without running anything.
-    Registers the assignment first (``release``) when the gradebook does not know it yet.
+    Each submitted folder is checked first (:func:`precheck`); registers the assignment (``release``) first
+    when the gradebook does not know it yet.
 
     Args:
-        students: grade only these (default: everyone in ``submitted/``).
+        students: grade these (always); default: those :func:`pending` names (every one with ``force``).
         progress: called with each :class:`Result` as its student finishes (in the order they finish).
-        jobs: students graded at the same time (default: every core, ``os.cpu_count()``).
-        time_limit: seconds one student's grading may take before its worker is killed.
+        jobs: students graded at the same time on the in-process cluster (default: every core).
+        time_limit: seconds one student's grading may take before its process is killed.
+        scheduler: ``tcp://HOST:PORT`` of a Dask scheduler to grade on instead (workers started by hand).
+        cluster: ``"slurm"``: workers started through dask-jobqueue.
+        say: called with a line for people (the dashboard's address).
 
     Returns:
-        The results, in the order of ``students`` (or of ``submitted/``).
+        The results of the students graded, in the order of ``students`` (or of ``submitted/``).
     """
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
-    todo = _students_to_grade(course, students, jobs, time_limit)
+    _students_to_grade(course, students, jobs, time_limit)
     require_sandbox()
     require_reproducible()
     if not assignment_registered(course):
-        release(course)
-    work = Path(tempfile.mkdtemp(prefix="lrdiff-autograde-"))
-    os.chmod(work, 0o711)  # the workers' temp folders in it must be reachable (see Job.tmpdir); not listable
-    run = _Run(course, work, work / "gradebook.db", progress)
-    try:
-        private_copy(course, run.snapshot)  # the assignment as registered, and what people entered before this run
-        pending = run.jobs_for(todo)
-        run_jobs(pending, jobs, time_limit, run.start, run.done)
-    finally:
-        run.rmtree(work)
+        release(course)  # before the fingerprint: it covers release/
+    course_fingerprint = fingerprint(course.root)
+    todo = list(dict.fromkeys(students)) if students else pending(course, course_fingerprint, force)
+    if not todo:
+        return []
+    with open_engine(jobs, scheduler, cluster) as engine:
+        if engine.dashboard and say is not None:
+            say(f"autograde: on the Dask cluster {engine.client.scheduler.address} ({engine.slots} worker "
+                f"thread(s)); dashboard: {engine.dashboard}")
+        run = _Run(course, Path(tempfile.mkdtemp(prefix="lrdiff-autograde-")), course_fingerprint, progress)
+        try:
+            _grade_all(run, engine, todo, time_limit)
+        finally:
+            if engine.local:
+                kill_all()  # interrupted (Ctrl-C): no grading process outlives the grader
+            run.rmtree(run.work)
     return [run.results[s] for s in todo]

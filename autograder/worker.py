@@ -1,10 +1,10 @@
-"""Grade one student in a process of its own: the worker that ``autograder.autograde.autograde`` starts.
+"""Grade one student in a process of its own: what a grading task (``autograder/task.py``) starts.
 
     python -m autograder.worker --root COURSE --student ID --gradebook sqlite:////tmp/.../gradebook.db --result OUT.json
 
 Runs nbgrader's ``Autograde`` for one student (:func:`autograder.apps.run_app` with the course's
 ``autograder/nbgrader_config.py`` and the sandbox), against the gradebook named by ``--gradebook`` (the grader
-passes a private copy; it copies the grades into the course's gradebook itself, see ``autograder/pool.py``). Writes ``autograded/<student>/lrdiff/`` and ``--result``: JSON with
+passes a private copy; it copies the grades into the course's gradebook itself, see ``autograder/task.py``). Writes ``autograded/<student>/lrdiff/`` and ``--result``: JSON with
 ``success``, ``log`` and ``error`` (nbgrader's captured log and traceback, the end of each). Exits 0 when it
 could write the result, whether or not grading succeeded; the parent treats a missing result as a dead worker.
 """
