@@ -1,37 +1,51 @@
-"""Submissions per minute: serial nbgrader against the course's parallel grader, sandbox on, same batch.
+"""Submissions per minute: serial nbgrader against the course's grader (local and on a Dask cluster), same batch.
 
     .venv/bin/python benchmarks/autograde_speed.py               # 40 submissions, all three notebooks
-    .venv/bin/python benchmarks/autograde_speed.py --n 8 --jobs 2 --keep
+    .venv/bin/python benchmarks/autograde_speed.py --batch 8 --jobs 2 --keep
 
 Builds a batch (default 40) of submissions the way a class hands them in (``tests.support``: the release
 notebooks with answers filled in): the reference solution, the wrong answers of
 ``tests/fixtures/submissions/variants.py``, the blank release, and hostile ones (see ``HOSTILE``). Then
-grades the same batch twice, each in its own scratch copy of the course (``support.copy_course``):
+grades the same batch three times, each in its own fresh scratch copy of the course (``support.copy_course``):
 
 (a) serial nbgrader: ``nbgrader autograde lrdiff --force``, one process for the whole batch, with a config that
     loads the course's ``autograder/nbgrader_config.py`` and calls ``autograder.sandbox.use_sandbox(c)``
     (the same grading as the course's grader, one student after another);
-(b) the course's grader: ``python -m autograder autograde --jobs N`` (default: every core).
+(b) the course's grader: ``python -m autograder autograde --jobs N`` (default: every core), on its default
+    in-process Dask ``LocalCluster``;
+(c) the course's grader on a real Dask cluster that the benchmark starts on 127.0.0.1: ``dask scheduler --host
+    127.0.0.1 --port 0 --scheduler-file F --no-dashboard`` and ``--workers`` (default 2) ``dask worker
+    --scheduler-file F --nworkers 1 --nthreads 1 --no-dashboard`` processes (cwd: the course copy; the
+    grader's pinned environment; ``LRDIFF_COURSE_ROOT`` and ``PYTHONPATH``: the course copy, so that the
+    workers grade with that checkout; the scheduler gets the same environment: it unpickles the tasks, so it
+    must import ``autograder``), then ``python -m autograder autograde --scheduler tcp://127.0.0.1:PORT``.
+    Starting the cluster is not timed; the scheduler and the workers are stopped at the end, even on error.
 
-Prints submissions per minute for both, side by side, and each student's outcome under both, so that a reader
-sees what the hostile submissions got. It asserts nothing about speed: timings depend on the machine and its
-load (the course's CI machine has 2 cores shared with other jobs). Release and collect are not timed.
+Prints submissions per minute for each, side by side, the speed-up of (b) and (c) over (a), and each student's
+outcome under all three, so that a reader sees what the hostile submissions got. Each student's outcome
+(the score, or "failed" when the grader reported that it could not grade the student) must be the same under
+(a), (b) and (c): every difference is printed and the exit status is 1. It asserts nothing about speed: timings
+depend on the machine and its load (the course's CI machine has 2 cores shared with other jobs). Release and
+collect are not timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -198,20 +212,106 @@ def run_nbgrader(course: Course, log: Path) -> tuple[float, set[str]]:
     return seconds, failed
 
 
-def run_course_grader(course: Course, jobs: int, log: Path) -> float:
-    """(b): ``python -m autograder autograde --jobs N``, its progress lines shown as they come."""
+def run_course_grader(course: Course, log: Path, jobs: int | None = None, scheduler: str | None = None) -> float:
+    """(b) ``python -m autograder autograde --jobs N`` or (c) ``... --scheduler ADDRESS``, its progress lines
+    shown as they come. The course is a fresh copy: nothing graded yet, so every student is graded."""
+    where = ["--scheduler", scheduler] if scheduler else ["--jobs", str(jobs)]
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "autograder", "--root", str(course.root), "autograde",
-                                 "--jobs", str(jobs)], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                                 *where], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             out.write(line)
-            if line.startswith("["):
+            if line.startswith(("[", "autograde: on the Dask cluster")):
                 print("    " + line.rstrip()[:150], flush=True)
         proc.wait()
+    if proc.returncode not in (0, 1):  # 1: some submissions failed to grade (the hostile ones)
+        print(f"    the grader exited with status {proc.returncode}; its output: {log}", flush=True)
     return time.perf_counter() - t0
+
+
+def _stop(proc: subprocess.Popen, name: str) -> None:
+    """Stop one process this benchmark started (its own process group): SIGTERM, then SIGKILL after 15 s."""
+    if proc.poll() is None:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    if proc.poll() is None:
+        print(f"warning: could not stop {name} (pid {proc.pid})", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def dask_cluster(course: Course, workers: int, logs: Path) -> Iterator[str]:
+    """A Dask scheduler and ``workers`` single-thread workers on 127.0.0.1, the workers grading with the
+    course copy ``course``; yields the scheduler's address. Everything started is stopped on leaving."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).parent / "dask")
+    sched_file = logs / "scheduler.json"
+    env = _env()
+    procs: list[tuple[subprocess.Popen, str]] = []
+    handles = []
+
+    def start(args: list[str], name: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+        log = open(logs / f"{name}.log", "wb")
+        handles.append(log)
+        proc = subprocess.Popen([dask, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append((proc, name))
+        return proc
+
+    # The workers, and the scheduler too (it unpickles the task graph: it must import `autograder`), run with
+    # the course copy's checkout.
+    env = {**env, "LRDIFF_COURSE_ROOT": str(course.root),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(course.root), env.get("PYTHONPATH")]))}
+    try:
+        sched = start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", str(sched_file),
+                       "--no-dashboard"], "scheduler", course.root, env)
+        address = None
+        deadline = time.monotonic() + 60
+        while address is None:
+            if sched.poll() is not None:
+                raise RuntimeError(f"dask scheduler exited with status {sched.returncode}; see {logs}/scheduler.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dask scheduler wrote no {sched_file} in 60 s")
+            try:
+                address = json.loads(sched_file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.2)
+        for i in range(workers):
+            start(["worker", "--scheduler-file", str(sched_file), "--nworkers", "1", "--nthreads", "1",
+                   "--no-dashboard"], f"worker{i}", course.root, env)
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        print(f"    cluster up: scheduler {address}, {workers} worker(s) x 1 thread (logs: {logs})", flush=True)
+        yield address
+    finally:
+        for proc, name in reversed(procs):  # workers first, then the scheduler
+            _stop(proc, name)
+        for log in handles:
+            log.close()
+
+
+def _status(course: Course) -> dict:
+    """The grader's per-student status file (empty if it wrote none)."""
+    try:
+        return json.loads(course.status_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _outcome(score: float | None, failed: bool) -> str:
+    """What is compared across (a), (b) and (c): "failed", or the score."""
+    return "failed" if failed else ("not in gradebook" if score is None else f"{score:g}")
 
 
 def _cell(score: float | None, top: float, failed: str | None) -> str:
@@ -222,9 +322,12 @@ def _cell(score: float | None, top: float, failed: str | None) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", "-n", type=int, default=40, help="submissions in the batch (default 40)")
+    p.add_argument("--batch", "--n", "-n", dest="n", type=int, default=40,
+                   help="submissions in the batch (default 40)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="the course grader's --jobs (default: every core, %(default)s here)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="(c): dask worker processes started on 127.0.0.1, one thread each (default 2)")
     p.add_argument("--notebooks", nargs="+", choices=NOTEBOOKS, default=list(NOTEBOOKS))
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (courses, logs) and print where")
     args = p.parse_args()
@@ -240,6 +343,7 @@ def main() -> int:
         print("error: the benchmark grades fork and memory bombs: it runs only with the sandbox on", file=sys.stderr)
         return 2
 
+    differ: dict[str, tuple] = {}
     tmp = Path(tempfile.mkdtemp(prefix="lrdiff-bench-"))
     try:
         batch = build_batch(args.n, args.notebooks)
@@ -260,37 +364,74 @@ def main() -> int:
         scores_a = _scores(nbg, batch)
 
         ours = _prepare(tmp / "grader" / "course", inbox)
-        print(f"\n(b) course grader: python -m autograder autograde --jobs {args.jobs} ...", flush=True)
-        t_b = run_course_grader(ours, args.jobs, tmp / "grader.log")
-        status_b = json.loads(ours.status_file.read_text())
+        print(f"\n(b) course grader, LocalCluster: python -m autograder autograde --jobs {args.jobs} ...",
+              flush=True)
+        t_b = run_course_grader(ours, tmp / "grader.log", jobs=args.jobs)
+        status_b = _status(ours)
         scores_b = _scores(ours, batch)
+
+        dist = _prepare(tmp / "dask" / "course", inbox)
+        logs = tmp / "dask-logs"
+        logs.mkdir()
+        print(f"\n(c) course grader on a Dask cluster on 127.0.0.1 ({args.workers} dask worker(s), 1 thread each):"
+              " starting it (not timed) ...", flush=True)
+        with dask_cluster(dist, args.workers, logs) as address:
+            print(f"    python -m autograder autograde --scheduler {address} ...", flush=True)
+            t_c = run_course_grader(dist, tmp / "dask.log", scheduler=address)
+        status_c = _status(dist)
+        scores_c = _scores(dist, batch)
 
         with ours.gradebook() as gb:
             top = sum(float(nb.max_score) for nb in gb.find_assignment(ASSIGNMENT).notebooks
                       if nb.name in args.notebooks)
         print(f"\nper student (score out of {top:g}; under (a) 'nbgrader error' means nbgrader reported an error for"
               " that student, and what its gradebook holds is shown after it)")
-        print(f"  {'student':20s} {'(a) serial nbgrader':34s} (b) course grader")
+        print(f"  {'student':20s} {'(a) serial nbgrader':30s} {'(b) course grader, local':30s} "
+              "(c) course grader, Dask cluster")
+        outcomes: dict[str, tuple] = {}
         for student in batch:
             a = _cell(scores_a[student], top, None)
             if student in failed_a:
                 a = f"nbgrader error ({a})"
-            st = status_b.get(student, {}).get("status", "?")
-            b = _cell(scores_b[student], top, None if st == GRADED else st)
-            print(f"  {student:20s} {a:34s} {b[:110]}")
+            st_b = status_b.get(student, {}).get("status", "?")
+            b = _cell(scores_b[student], top, None if st_b == GRADED else st_b)
+            st_c = status_c.get(student, {}).get("status", "?")
+            c = _cell(scores_c[student], top, None if st_c == GRADED else st_c)
+            print(f"  {student:20s} {a:30s} {b[:30]:30s} {c[:60]}")
+            outcomes[student] = (_outcome(scores_a[student], student in failed_a),
+                                 _outcome(scores_b[student], st_b != GRADED),
+                                 _outcome(scores_c[student], st_c != GRADED))
+
+        differ = {s: o for s, o in outcomes.items() if len(set(o)) > 1}
+        if differ:
+            print(f"\nDIFFERENT outcomes for {len(differ)} of {len(batch)} student(s) (score, or 'failed'):")
+            for s, (oa, ob, oc) in differ.items():
+                print(f"  {s:20s} (a) {oa}   (b) {ob}   (c) {oc}")
+                for label, st in (("(b)", status_b), ("(c)", status_c)):
+                    reason = st.get(s, {}).get("status", "?")
+                    if reason != GRADED:
+                        print(f"  {'':20s} {label} {reason[:140]}")
+        else:
+            print(f"\nsame outcome (score, or 'failed') for all {len(batch)} students under (a), (b) and (c)")
 
         n = len(batch)
-        rate_a, rate_b = n / t_a * 60, n / t_b * 60
-        print(f"\n{'':46s}{'seconds':>9s} {'submissions/min':>16s}")
-        print(f"  {'(a) serial nbgrader, sandbox on':44s}{t_a:9.1f} {rate_a:16.2f}")
-        print(f"  {f'(b) course grader, --jobs {args.jobs}, sandbox on':44s}{t_b:9.1f} {rate_b:16.2f}")
-        print(f"  speed-up (b)/(a): {rate_b / rate_a:.2f}x on {os.cpu_count()} CPUs "
-              f"(load average now {os.getloadavg()[0]:.1f})")
+        rate_a, rate_b, rate_c = n / t_a * 60, n / t_b * 60, n / t_c * 60
+        print(f"\n{'':56s}{'seconds':>9s} {'submissions/min':>16s} {'speed-up over (a)':>18s}")
+        print(f"  {'(a) serial nbgrader, sandbox on':54s}{t_a:9.1f} {rate_a:16.2f} {'1.00x':>18s}")
+        print(f"  {f'(b) course grader, LocalCluster --jobs {args.jobs}':54s}{t_b:9.1f} {rate_b:16.2f} "
+              f"{f'{rate_b / rate_a:.2f}x':>18s}")
+        print(f"  {f'(c) course grader, --scheduler ({args.workers} workers x 1 thread)':54s}{t_c:9.1f} "
+              f"{rate_c:16.2f} {f'{rate_c / rate_a:.2f}x':>18s}")
+        print(f"  {n} submissions; {os.cpu_count()} CPUs (load average now {os.getloadavg()[0]:.1f}); sandbox on")
         if args.keep:
-            print(f"\nkept: {tmp} (nbgrader.log, grader.log, nbgrader/course, grader/course)")
+            print(f"\nkept: {tmp} (nbgrader.log, grader.log, dask.log, dask-logs/, nbgrader/course, grader/course,"
+                  " dask/course)")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    if differ:
+        print("error: the three graders disagree (above)", file=sys.stderr)
+        return 1
     return 0
 
 
