@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lrdiff_helpers.reproducibility import pin_status
 
-from . import ASSIGNMENT, NOTEBOOKS
+from . import ASSIGNMENT, NOTEBOOKS, experiment_cache
 from .apps import release
 from .collect import COLLECT_FILE, link_text, renamed, renamed_reason, walk_no_links
 from .course import FAILED, GRADED, Course, InputError, Result
@@ -176,6 +176,7 @@ class _Run:
         self.rmtree = force_rmtree
         self.status = course.read_status()
         self.results: dict[str, Result] = {}
+        self.experiments = experiment_cache.load(course.config_dir, course_fingerprint)  # known training runs
         self.asked: dict[str, tuple[str, list[str], float]] = {}  # task key -> student, notes, start
 
     def finish(self, res: Result, submitted: str) -> None:
@@ -202,7 +203,8 @@ class _Run:
             key = f"grade-{student}-{submitted}"
             self.asked[key] = (student, notes, start)
             submission = pack(self.course.submitted / student / ASSIGNMENT)
-            yield key, grade, (student, submission, gradebook, self.fingerprint, time_limit, root)
+            known = json.dumps(self.experiments).encode()  # as of now: what earlier tasks trained too
+            yield key, grade, (student, submission, gradebook, self.fingerprint, time_limit, root, known)
 
     def done(self, key: str, out) -> None:
         """A task's result: the graded notebooks into ``autograded/``, the grades into the gradebook."""
@@ -211,9 +213,21 @@ class _Run:
             state = f"{FAILED}: the grading task failed ({type(out).__name__}: {out})"
         else:
             state = out["status"]
+            self._keep_experiments(out.get("experiments"))
         if state == GRADED:
             state = self._merge(student, out)
         self.finish(Result(student, state, time.perf_counter() - start, notes), key.rsplit("-", 1)[1])
+
+    def _keep_experiments(self, returned: bytes | None) -> None:
+        """Keep the training runs a task returned that are new (the task's copy held the known ones)."""
+        try:
+            runs = json.loads(returned or b"{}")
+        except ValueError:
+            return
+        new = {k: v for k, v in runs.items() if k not in self.experiments} if isinstance(runs, dict) else {}
+        if new:
+            self.experiments.update(new)
+            experiment_cache.save(self.course.config_dir, self.fingerprint, self.experiments)
 
     def _merge(self, student: str, out: dict) -> str:
         from .archive import unpack
@@ -263,7 +277,12 @@ def autograde(
     digest and the course fingerprint it was graded with.
 
     Each submitted folder is checked first (:func:`precheck`); registers the assignment (``release``) first
-    when the gradebook does not know it yet.
+    when the gradebook does not know it yet. The experiment's training runs are kept per class
+    (:mod:`autograder.experiment_cache`): each distinct pair of lrs is trained once.
+
+    The grading processes are forks of a server started by multiprocessing (:mod:`autograder.forkserver`): a
+    script that calls this function must do so under ``if __name__ == "__main__":``, as any program that uses
+    multiprocessing must (``python -m autograder`` does).
 
     Args:
         students: grade these (always); default: those :func:`pending` names (every one with ``force``).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .experiment_cache import trained
 from .quiz_key import QUIZ_KEY
 
 if TYPE_CHECKING:
@@ -157,15 +158,16 @@ def experiment_values(pairs: list[tuple[Case, dict]]) -> None:
 
 def experiment_val_acc(pairs: list[tuple[Case, dict]]) -> None:
     g = _g()
-    result = g.experiment_results(*_experiment_values(pairs))
-    if not result.val_acc >= g.EXPERIMENT_MIN_VAL_ACC:
-        raise AssertionError(f"expected a validation accuracy of at least {g.EXPERIMENT_MIN_VAL_ACC:g}%; found {result}")
+    run = trained(*_experiment_values(pairs))
+    if not run.val_acc >= g.EXPERIMENT_MIN_VAL_ACC:
+        raise AssertionError(f"expected a validation accuracy of at least {g.EXPERIMENT_MIN_VAL_ACC:g}%; "
+                             f"found {run.text}")
 
 
 def experiment_test_acc(pairs: list[tuple[Case, dict]]) -> None:
     g = _g()
     lrs = _experiment_values(pairs)
-    test_acc = g.experiment_test_accuracy(*lrs)
+    test_acc = trained(*lrs).test_acc
     if not test_acc >= g.EXPERIMENT_MIN_TEST_ACC:
         raise AssertionError(f"expected a held-out test accuracy of at least {g.EXPERIMENT_MIN_TEST_ACC:g}%; found "
                              f"{test_acc:.1f}% (mean of {len(g.EXPERIMENT_SEEDS)} seeds) with backbone lr "

@@ -13,7 +13,7 @@ from pathlib import Path
 #: What the fingerprint covers, under the course root (a part that is missing is left out).
 PARTS = ("requirements-lock.txt", "autograder", "source", "release", "lrdiff_helpers")
 #: Files under those parts that are state or caches, not course content (git-ignored).
-IGNORED = ("gradebook.db*", "__pycache__", "*.pyc", ".nbgrader.log", ".ipynb_checkpoints")
+IGNORED = ("gradebook.db*", "experiment_cache.json", "__pycache__", "*.pyc", ".nbgrader.log", ".ipynb_checkpoints")
 
 
 def _ignored(name: str) -> bool:

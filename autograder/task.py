@@ -3,8 +3,9 @@
 It gets everything as bytes (the submission, a private copy of the gradebook) with the grader's course
 fingerprint; it refuses to grade when its own checkout differs, else it grades the submission in a scratch
 course (a folder of links to its checkout with its own ``submitted/``, ``autograded/`` and gradebook) by a
-process of its own (``python -m autograder.worker``: nbgrader and the sandbox, killed as one group past the
-time limit), and returns a plain dict. A timeout, a dead kernel or a hostile submission is a result, never an
+process of its own (:mod:`autograder.worker`, a fork of a server that imported it once,
+:mod:`autograder.forkserver`: nbgrader and the sandbox, killed as one group past the time limit), and returns a
+plain dict. A timeout, a dead kernel or a hostile submission is a result, never an
 exception: Dask retries a task only when it loses the worker that ran it.
 """
 
@@ -14,8 +15,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,13 +27,14 @@ from .apps import failure_reason
 from .archive import pack, unpack
 from .course import FAILED, GRADED, venv_path_env
 from .fingerprint import fingerprint
+from .forkserver import Grader
 
 #: The checkout a Dask worker grades with, when not this package's own (a course copy started by hand).
 COURSE_ROOT_ENV = "LRDIFF_COURSE_ROOT"
 #: What the scratch course does not take from the checkout: its own, per task.
 _OWN = {"submitted", "autograded", "feedback"}
 #: The grading processes running in this process's tasks (killed when the grader stops early).
-_running: set[subprocess.Popen] = set()
+_running: set[Grader] = set()
 _lock = threading.Lock()
 
 
@@ -84,52 +84,38 @@ def _scratch_course(root: Path, scratch: Path, student: str, submission: bytes, 
 def kill_all() -> None:
     """Kill every grading process this process's tasks started (the grader was interrupted)."""
     with _lock:
-        procs = list(_running)
-    for proc in procs:
-        _kill(proc)
+        graders = list(_running)
+    for grader in graders:
+        grader.kill()
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
-def _run_worker(scratch: Path, student: str, time_limit: float) -> str:
+def _run_worker(scratch: Path, student: str, time_limit: float, experiments: Path) -> str:
     """Grade ``student`` of the scratch course by a process of its own: GRADED or "failed to grade: ..."."""
-    tmpdir, result, log_file = scratch / "tmp", scratch / "result.json", scratch / "worker.log"
+    tmpdir, result, log = scratch / "tmp", scratch / "result.json", scratch / "worker.log"
     tmpdir.mkdir(mode=0o711)
     os.chmod(tmpdir, 0o711)  # searchable by others: a sandbox run by root drops to another uid
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "autograder.worker", "--root", str(scratch), "--student", student,
-             "--gradebook", f"sqlite:///{scratch / 'gradebook.db'}", "--result", str(result),
-             "--parent", str(os.getpid())],
-            cwd=ROOT, env=worker_env(venv_path_env(), tmpdir), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,  # its own process group: killed as one
-        )
+    argv = ["--root", str(scratch), "--student", student, "--gradebook", f"sqlite:///{scratch / 'gradebook.db'}",
+            "--result", str(result), "--experiments", str(experiments)]
+    grader = Grader(argv, worker_env(venv_path_env(), tmpdir), log)
     with _lock:
-        _running.add(proc)
+        _running.add(grader)
     try:
-        code = proc.wait(timeout=time_limit)
-    except subprocess.TimeoutExpired:
-        return f"{FAILED}: grading took longer than {time_limit:g} s"
+        code = grader.wait(timeout=time_limit)
+        if code is None:
+            return f"{FAILED}: grading took longer than {time_limit:g} s"
     finally:
-        _kill(proc)
+        grader.kill()
         with _lock:
-            _running.discard(proc)
+            _running.discard(grader)
     try:
         out = json.loads(result.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return f"{FAILED}: {_death(code)}{_log_tail(log_file)}"
+        return f"{FAILED}: {_death(code)}{_log_tail(log)}"
     return GRADED if out.get("success") else f"{FAILED}: {failure_reason(out)}"
 
 
 def grade(student: str, submission: bytes, gradebook: bytes, expected: str, time_limit: float,
-          root: str | None = None) -> dict:
+          root: str | None = None, experiments: bytes = b"{}") -> dict:
     """Grade one submission; what the grader needs back, as a plain dict.
 
     Args:
@@ -138,10 +124,12 @@ def grade(student: str, submission: bytes, gradebook: bytes, expected: str, time
         expected: the grader's course fingerprint; a checkout with another one grades nothing.
         time_limit: seconds the grading process may run before it is killed.
         root: the checkout to grade with (default :func:`checkout`).
+        experiments: the experiment's training runs the grader knows (:mod:`autograder.experiment_cache`).
 
     Returns:
         ``status`` (GRADED or "failed to grade: <reason>"), ``seconds``, ``autograded`` (the graded notebooks,
-        packed) and ``gradebook`` (the private gradebook's bytes); the last two only when graded.
+        packed) and ``gradebook`` (the private gradebook's bytes), the last two only when graded; ``experiments``:
+        the training runs known after this task (the grader's, and any this task trained).
     """
     start = time.perf_counter()
     home = Path(root).resolve() if root else checkout()
@@ -149,12 +137,14 @@ def grade(student: str, submission: bytes, gradebook: bytes, expected: str, time
     if mine != expected:
         return {"status": f"{FAILED}: this worker's course differs from the grader's (fingerprint {mine[:12]}, "
                           f"expected {expected[:12]}): update its checkout", "seconds": time.perf_counter() - start}
-    scratch = Path(tempfile.mkdtemp(prefix="lrdiff-task-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"lrdiff-task-{student}-"))
     os.chmod(scratch, 0o711)  # the grading process's temp folder in it must be reachable; not listable
     try:
         _scratch_course(home, scratch, student, submission, gradebook)
-        status = _run_worker(scratch, student, time_limit)
-        out = {"status": status, "seconds": time.perf_counter() - start}
+        (scratch / "experiments.json").write_bytes(experiments)
+        status = _run_worker(scratch, student, time_limit, scratch / "experiments.json")
+        out = {"status": status, "seconds": time.perf_counter() - start,
+               "experiments": (scratch / "experiments.json").read_bytes()}
         if status == GRADED:
             out["autograded"] = pack(scratch / "autograded" / student / ASSIGNMENT)
             out["gradebook"] = (scratch / "gradebook.db").read_bytes()

@@ -20,6 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import experiment_cache
 from .apps import quiet_library_warnings, run_app
 from .course import Course
 from .files import write_atomic
@@ -57,11 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student", required=True)
     p.add_argument("--gradebook", required=True, help="SQLAlchemy URL of the gradebook to write")
     p.add_argument("--result", type=Path, required=True, help="JSON file to write the outcome to")
-    p.add_argument("--parent", type=int, default=0, help="exit when this process (the grader) is gone")
+    p.add_argument("--experiments", type=Path, help="the experiment's training runs to read and extend (JSON), "
+                   "see autograder/experiment_cache.py")
+    p.add_argument("--parent", type=int, default=0, help="exit when this process (the grader, or the forkserver it was forked from) is gone")
     args = p.parse_args(argv)
     if args.parent:
         _die_with(args.parent)
     quiet_library_warnings()
+    experiment_cache.use(args.experiments)
     try:
         out = grade(args.root, args.student, args.gradebook)
     except Exception:  # noqa: BLE001 (reported to the parent as this student's failure)

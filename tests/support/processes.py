@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import psutil
 
-__all__ = ["children_running", "exists", "processes_with", "uids_of_tree"]
+__all__ = ["children_running", "exists", "graders_of", "processes_with", "uids_of_tree"]
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
@@ -59,6 +59,25 @@ def children_running(*argv: str, parent: int | None = None) -> list[int]:
         except _GONE:
             continue
         if all(arg in cmdline for arg in argv):
+            found.append(proc.pid)
+    return found
+
+
+def graders_of(student: str) -> list[int]:
+    """Pids of the processes grading ``student`` (``autograder.worker``, a fork of the grading forkserver or a
+    fresh Python): their output goes to the ``worker.log`` of a task folder ``lrdiff-task-<student>-*``.
+
+    >>> graders_of("alice")
+    []
+    """
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            files = proc.open_files()
+        except _GONE:
+            continue
+        if any(f.fd in (1, 2) and f.path.endswith("/worker.log") and f"/lrdiff-task-{student}-" in f.path
+               for f in files):
             found.append(proc.pid)
     return found
 
