@@ -16,7 +16,10 @@ pin()
 import nbgrader.converters  # noqa: E402,F401
 import torch  # noqa: E402,F401
 
+import lrdiff_helpers.evidence  # noqa: E402,F401
 import lrdiff_helpers.experiment  # noqa: E402,F401  (the grader's own training runs, autograder/comparisons.py)
-import lrdiff_helpers.grading  # noqa: E402,F401
+from lrdiff_helpers.grading import (  # noqa: E402,F401  (the package imports its checks on first use: here)
+    assertions, builders, expected, experiment, groupmap, messages, optimizer, quiz, schedule, structure,
+)
 
 from . import judge, sandbox, worker  # noqa: E402,F401

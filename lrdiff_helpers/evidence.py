@@ -20,13 +20,15 @@ import dataclasses
 import json
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from . import grading
-from .grading import GroupMap, GroupShape, OptimizerFacts, Placement, ScheduleFacts
+
+if TYPE_CHECKING:  # torch is imported where a model is built: recording a quiz answer never needs it
+    import torch
+    from torch import nn
+
+    from .grading import GroupMap, GroupShape, OptimizerFacts, ScheduleFacts
 
 __all__ = [
     "MIME",
@@ -65,6 +67,7 @@ def _resnet18(**kwargs: Any) -> nn.Module:
 
 def _resnet18_groupnorm(**kwargs: Any) -> nn.Module:
     import torchvision
+    from torch import nn
 
     return torchvision.models.resnet18(norm_layer=lambda channels: nn.GroupNorm(4, channels), **kwargs)
 
@@ -92,6 +95,8 @@ def build_model(spec: str) -> nn.Module:
     >>> build_model("TwoPartModel(3, 7, 4)").part1
     Linear(in_features=3, out_features=7, bias=True)
     """
+    import torch
+
     try:
         call = ast.parse(spec, mode="eval").body
     except SyntaxError as err:
@@ -120,6 +125,8 @@ def build_optimizer(model: nn.Module, spec: Mapping[str, Any]) -> torch.optim.Op
     >>> [g["lr"] for g in opt.param_groups]
     [0.1]
     """
+    import torch
+
     if spec["class"] not in _OPTIMIZERS:
         raise ValueError(f"optimizer {spec['class']!r} is not one of {_OPTIMIZERS}")
     groups = []
@@ -239,14 +246,14 @@ def groupmap_from_json(data: Any, model: nn.Module) -> GroupMap:
     _need(isinstance(rows, list) and isinstance(groups, list), "group map without placements or groups")
     names = [n for n, _ in model.named_parameters()]
     requires = {n: p.requires_grad for n, p in model.named_parameters()}
-    placements: dict[str, Placement] = {}
+    placements: dict[str, grading.Placement] = {}
     for row in rows:
         _need(isinstance(row, list) and len(row) == 7 and isinstance(row[0], str), "bad placement")
         name, gs, lr, wd, _req, lr_d, wd_d = row
         _need(isinstance(gs, list) and all(isinstance(g, int) and 0 <= g < len(groups) for g in gs), "bad group index")
         _need(name not in placements, f"{name} listed twice")
-        placements[name] = Placement(name, tuple(gs), _opt_float(lr), _opt_float(wd), requires.get(name, True),
-                                     bool(lr_d), bool(wd_d))
+        placements[name] = grading.Placement(name, tuple(gs), _opt_float(lr), _opt_float(wd),
+                                             requires.get(name, True), bool(lr_d), bool(wd_d))
     if sorted(placements) != sorted(names):
         raise EvidenceError("the evidence does not describe the parameters of the model the case builds")
     out_groups = []
@@ -259,7 +266,7 @@ def groupmap_from_json(data: Any, model: nn.Module) -> GroupMap:
     _need(isinstance(ignored, dict), "bad ignored keys")
     ignored_keys = {int(k): [str(x) for x in v] for k, v in ignored.items() if str(k).isdigit() and isinstance(v, list)}
     ordered = {n: placements[n] for n in names}
-    return GroupMap(ordered, out_groups, problems, ignored_keys, bool(data.get("from_dicts", True)))
+    return grading.GroupMap(ordered, out_groups, problems, ignored_keys, bool(data.get("from_dicts", True)))
 
 
 def _str_tuple(v: Any) -> tuple[str, ...]:
@@ -271,14 +278,14 @@ def shape_from_json(data: Any) -> GroupShape:
     _need(isinstance(data, dict), "shape is not an object")
     items = data.get("items", [])
     _need(isinstance(items, list) and all(i is None or isinstance(i, str) for i in items), "bad items")
-    return GroupShape(str(data.get("describe")), data.get("is_sequence") is True, tuple(items))
+    return grading.GroupShape(str(data.get("describe")), data.get("is_sequence") is True, tuple(items))
 
 
 def optimizer_facts_from_json(data: Any) -> OptimizerFacts:
     _need(isinstance(data, dict), "facts are not an object")
     groups = data.get("groups", [])
     _need(isinstance(groups, list) and all(isinstance(g, dict) for g in groups), "bad groups")
-    return OptimizerFacts(_str_tuple(data.get("classes")), str(data.get("describe")), tuple(groups))
+    return grading.OptimizerFacts(_str_tuple(data.get("classes")), str(data.get("describe")), tuple(groups))
 
 
 def schedule_facts_from_json(data: Any) -> ScheduleFacts:
@@ -290,8 +297,9 @@ def schedule_facts_from_json(data: Any) -> ScheduleFacts:
     steps = data.get("total_steps")
     _need(isinstance(steps, int), "bad total_steps")
     error = data.get("error")
-    return ScheduleFacts(_str_tuple(data.get("classes")), str(data.get("describe")), data.get("bound") is True,
-                         steps, rows, data.get("runs_past_end") is True, None if error is None else str(error))
+    return grading.ScheduleFacts(_str_tuple(data.get("classes")), str(data.get("describe")),
+                                 data.get("bound") is True, steps, rows, data.get("runs_past_end") is True,
+                                 None if error is None else str(error))
 
 
 class Shown:

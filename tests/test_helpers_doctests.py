@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["evidence", "data", "models", "param_groups", "inspector", "train", "experiment", "vit", "modern", "llrd", "resolve"]
+MODULES = ["evidence", "data", "models", "param_groups", "inspector", "train", "experiment", "vit", "modern", "llrd", "resolve",
+           "lazy"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -27,99 +27,60 @@ Where things are (one job a module; ``from lrdiff_helpers import grading`` re-ex
 * :mod:`.assertions`: :func:`assert_lrs`, :func:`assert_weight_decays`;
 * :mod:`.schedule`: one-cycle schedules; :mod:`.quiz`: the quiz; :mod:`.experiment`: the graded experiment;
 * :mod:`.builders`: the helpers' builders that students must not call.
+
+Names are imported on first use (``lrdiff_helpers/lazy.py``): the quiz's kernel calls only :func:`check_choice`
+and never imports torch.
 """
 
-from __future__ import annotations
+from ..lazy import attach
 
-from ..param_groups import NORM_TYPES, RESNET_STAGES, stage_of
-from .assertions import assert_lrs, assert_weight_decays
-from .builders import FORBIDDEN_BUILDERS, builders_used
-from .expected import (
-    expected_finetune_lrs,
-    expected_layerwise_lrs,
-    expected_lrs_by_module,
-    expected_vit_llrd_lrs,
-    expected_vit_weight_decays,
-    expected_weight_decays,
-)
-from .experiment import (
-    EXPERIMENT_MIN_TEST_ACC,
-    EXPERIMENT_MIN_VAL_ACC,
-    EXPERIMENT_SEEDS,
-    ExperimentResult,
-    check_experiment_values,
-    experiment_results,
-    experiment_test_accuracy,
-)
-from .groupmap import SENTINEL_LR, SENTINEL_WD, GroupMap, Placement, effective_groups
-from .messages import call, quiet
-from .optimizer import OptimizerFacts, check_optimizer, json_scalar, optimizer_facts, qualified_name
-from .quiz import answer_digest, check_choice
-from .schedule import (
-    ScheduleFacts,
-    check_one_cycle_bound,
-    check_one_cycle_lrs,
-    check_one_cycle_peaks,
-    one_cycle_lrs,
-    reference_one_cycle_lrs,
-    schedule_facts,
-)
-from .structure import (
-    GroupShape,
-    check_exactly_one_group,
-    check_group_dicts,
-    check_no_empty_groups,
-    check_stage_groups,
-    group_shape,
-)
+_EXPORTS = {
+    "..param_groups": ["NORM_TYPES", "RESNET_STAGES", "stage_of"],
+    ".assertions": ["assert_lrs", "assert_weight_decays"],
+    ".builders": ["FORBIDDEN_BUILDERS", "builders_used"],
+    ".expected": [
+        "expected_finetune_lrs",
+        "expected_layerwise_lrs",
+        "expected_lrs_by_module",
+        "expected_vit_llrd_lrs",
+        "expected_vit_weight_decays",
+        "expected_weight_decays",
+    ],
+    ".experiment": [
+        "EXPERIMENT_MIN_TEST_ACC",
+        "EXPERIMENT_MIN_VAL_ACC",
+        "EXPERIMENT_SEEDS",
+        "ExperimentResult",
+        "check_experiment_values",
+        "experiment_results",
+        "experiment_test_accuracy",
+    ],
+    ".groupmap": ["SENTINEL_LR", "SENTINEL_WD", "GroupMap", "Placement", "effective_groups"],
+    ".messages": ["call", "quiet"],
+    ".optimizer": ["OptimizerFacts", "check_optimizer", "json_scalar", "optimizer_facts", "qualified_name"],
+    ".quiz": ["answer_digest", "check_choice"],
+    ".schedule": [
+        "ScheduleFacts",
+        "check_one_cycle_bound",
+        "check_one_cycle_lrs",
+        "check_one_cycle_peaks",
+        "one_cycle_lrs",
+        "reference_one_cycle_lrs",
+        "schedule_facts",
+    ],
+    ".structure": [
+        "GroupShape",
+        "check_exactly_one_group",
+        "check_group_dicts",
+        "check_no_empty_groups",
+        "check_stage_groups",
+        "group_shape",
+    ],
+}
 
-
-__all__ = [
-    "EXPERIMENT_MIN_TEST_ACC",
-    "EXPERIMENT_MIN_VAL_ACC",
-    "EXPERIMENT_SEEDS",
-    "ExperimentResult",
-    "FORBIDDEN_BUILDERS",
-    "GroupMap",
-    "Placement",
-    "RESNET_STAGES",
-    "SENTINEL_LR",
-    "SENTINEL_WD",
-    "answer_digest",
-    "assert_lrs",
-    "call",
-    "assert_weight_decays",
-    "check_choice",
-    "check_experiment_values",
-    "check_exactly_one_group",
-    "check_group_dicts",
-    "check_no_empty_groups",
-    "builders_used",
-    "check_one_cycle_bound",
-    "check_one_cycle_lrs",
-    "check_one_cycle_peaks",
-    "check_optimizer",
-    "check_stage_groups",
-    "effective_groups",
-    "expected_finetune_lrs",
-    "expected_layerwise_lrs",
-    "expected_lrs_by_module",
-    "expected_vit_llrd_lrs",
-    "expected_vit_weight_decays",
-    "expected_weight_decays",
-    "experiment_results",
-    "experiment_test_accuracy",
-    "one_cycle_lrs",
-    "quiet",
-    "reference_one_cycle_lrs",
-    "stage_of",
-    "GroupShape",
-    "NORM_TYPES",
-    "OptimizerFacts",
-    "ScheduleFacts",
-    "group_shape",
-    "json_scalar",
-    "optimizer_facts",
-    "qualified_name",
-    "schedule_facts",
+_SUBMODULES = [
+    "assertions", "builders", "expected", "experiment", "groupmap", "messages", "optimizer", "quiz", "schedule",
+    "structure",
 ]
+
+__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS, _SUBMODULES)
