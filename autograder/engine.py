@@ -4,6 +4,10 @@ a bounded number of tasks in flight, each result handed to the grader as it come
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +18,10 @@ from .course import InputError
 CONNECT_SECONDS = 5
 #: What to install for ``--cluster slurm``.
 SLURM_EXTRA = "install the slurm extra: pip install -e '.[slurm]'"
+#: What autograde prints for a scheduler without a dashboard.
+NO_DASHBOARD = "none (the scheduler was started without one)"
+#: Seconds to wait for every worker's sandbox report, and for the refused ones to leave.
+CHECK_SECONDS = 60
 
 
 @dataclass
@@ -37,19 +45,91 @@ def _slurm_cluster(jobs: int):
 
 
 def _dashboard(client) -> str:
-    """The dashboard's link, or why there is none."""
+    """The dashboard's link when the scheduler serves one, else why there is none.
+
+    The scheduler's HTTP server runs, and is named "dashboard" in its services, even when it was started with
+    ``--no-dashboard``; ``client.dashboard_link`` is formatted from that port all the same. So ask that server
+    for the dashboard's page: it has one only when it serves the dashboard."""
+    import urllib.error
+    import urllib.request
+
+    if "dashboard" not in client.scheduler_info(n_workers=0).get("services", {}):
+        return NO_DASHBOARD
+    link = client.dashboard_link
     try:
-        link = client.dashboard_link
-    except KeyError:  # the scheduler serves no dashboard
-        link = None
-    return link or "none (the scheduler serves no dashboard: it needs bokeh)"
+        with urllib.request.urlopen(link, timeout=CONNECT_SECONDS):
+            return link
+    except urllib.error.HTTPError as err:
+        return NO_DASHBOARD if err.code == 404 else f"{link} (it answers HTTP {err.code})"
+    except (OSError, ValueError) as err:
+        return f"{link} (not reachable from here: {err})"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _reports(client, run: str, workers: set[str]) -> dict[str, dict]:
+    """The sandbox reports of registration ``run`` from ``workers`` (those that sent one within the time)."""
+    from .worker_check import TOPIC
+
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + CHECK_SECONDS
+    while True:
+        found = {e["worker"]: e for _, e in client.get_events(TOPIC) if e.get("run") == run}
+        if workers <= found.keys() or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def check_workers(client, say: Callable[[str], None]) -> None:
+    """Make every worker, now and joining later, check its sandbox (:class:`~autograder.worker_check.SandboxCheck`):
+    ``say`` a line for each that cannot confine the kernels (it leaves) or grades unconfined; wait for the
+    refused ones to leave; :class:`InputError` when they were all the cluster had."""
+    from .worker_check import REFUSED, TOPIC, SandboxCheck, describe
+
+    run, told, lock = uuid.uuid4().hex, set(), threading.Lock()
+
+    def tell(event: dict) -> None:
+        with lock:
+            if event.get("run") != run or event["worker"] in told:
+                return
+            told.add(event["worker"])
+        line = describe(event)
+        if line:
+            say(line)
+
+    client.subscribe_topic(TOPIC, lambda event: tell(event[1]))  # workers that join later
+    reports = _reports(client, run, set(client.register_plugin(SandboxCheck(run))))
+    for event in reports.values():
+        tell(event)
+    refused = [w for w, e in reports.items() if e["state"] == REFUSED]
+    deadline = time.monotonic() + CHECK_SECONDS
+    while set(refused) & set(client.nthreads()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if refused and not client.nthreads():
+        raise InputError(f"no worker left to grade: the {len(refused)} worker(s) of the cluster cannot confine the "
+                         "grading kernels (see above); install bubblewrap where they run")
+
+
+def _forget_check(client) -> None:
+    """Unregister the sandbox check: it belongs to this run (the next run registers its own, checking anew)."""
+    from .worker_check import SandboxCheck
+
+    try:
+        client.unregister_worker_plugin(SandboxCheck.name)
+    except Exception:  # noqa: BLE001 (never registered, or the scheduler is gone: nothing left to undo)
+        pass
 
 
 @contextmanager
-def open_engine(jobs: int, scheduler: str | None = None, cluster: str | None = None) -> Iterator[Engine]:
+def open_engine(jobs: int, scheduler: str | None = None, cluster: str | None = None,
+                say: Callable[[str], None] | None = None) -> Iterator[Engine]:
     """A client on an in-process ``LocalCluster`` (threads: each task's work is a process of its own), on the
     scheduler at ``scheduler`` (``tcp://HOST:PORT``), or on a SLURM cluster; :class:`InputError` when the
-    scheduler cannot be reached or the SLURM extra is missing. Closed (its cluster stopped) on leaving."""
+    scheduler cannot be reached, the SLURM extra is missing, or no worker of the cluster can confine the
+    grading kernels (:func:`check_workers`: ``say``, default stderr, tells about each that cannot). Closed (its
+    cluster stopped) on leaving."""
     from distributed import Client, LocalCluster
 
     if cluster not in (None, "local", "slurm"):
@@ -68,11 +148,15 @@ def open_engine(jobs: int, scheduler: str | None = None, cluster: str | None = N
         own = LocalCluster(processes=False, n_workers=1, threads_per_worker=jobs, dashboard_address="127.0.0.1:0",
                            scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR)
         client = Client(own)
+    local = own is not None and cluster != "slurm"
     try:
-        local = own is not None and cluster != "slurm"
-        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+        if not local:
+            check_workers(client, say or _stderr)
+        threads = sum(client.nthreads().values())
         yield Engine(client, max(threads, 1), local, None if local else _dashboard(client))
     finally:
+        if not local:
+            _forget_check(client)
         client.close()
         if own is not None:
             own.close()

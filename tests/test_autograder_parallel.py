@@ -9,13 +9,13 @@ graded through :func:`autograder.autograde.autograde` with the sandbox on:
   ``victim`` fails to grade;
 * ``linker`` (a notebook that is a symbolic link to the instructor's source) and ``renamer`` (``Exercises
   (1).ipynb``) fail to grade with their reason, and nothing of theirs is run;
-* ``late`` is graded alone with a 2-second time limit: its worker is killed, the student is failed.
+* ``late`` (an answer cell that sleeps a minute) is graded alone with a 2-second time limit: its worker is
+  killed, the student is failed.
 """
 
 from __future__ import annotations
 
 import os
-import runpy
 import signal
 import sqlite3
 import threading
@@ -25,23 +25,14 @@ from pathlib import Path
 import pytest
 
 from tests import support
-from tests.support.processes import children_running
-from autograder.apps import release
+from tests.support.processes import graders_of
+from tests.support.quiz_batch import VARIANTS, quiz_points, released_course, wrong_quiz_points, write_quizzes
 from autograder.autograde import autograde
-from autograder.collect import collect
 from autograder.course import FAILED, GRADED, Course
 from autograder.gradebook import sqlite_file
 
-ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = runpy.run_path(str(ROOT / "tests" / "fixtures" / "submissions" / "variants.py"))
 STEAL = "../../source/lrdiff/exercises.ipynb"
 PARALLEL = ["ref", "wrong", "victim", "linker", "renamer"]
-
-
-def _quiz_points() -> dict[str, float]:
-    nb = support.read(ROOT / "source" / "lrdiff" / "quiz.ipynb")
-    return {c.metadata.nbgrader["grade_id"]: float(c.metadata.nbgrader["points"])
-            for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
 
 
 def _scores(course: Course, students) -> dict:
@@ -56,8 +47,8 @@ def _scores(course: Course, students) -> dict:
 
 
 def _workers_of(student: str) -> list[int]:
-    """Pids of this process's grading workers for ``student``."""
-    return children_running("autograder.worker", student)
+    """Pids of the processes grading ``student`` (forks of the grading server)."""
+    return graders_of(student)
 
 
 class _Killer(threading.Thread):
@@ -83,22 +74,18 @@ class _Killer(threading.Thread):
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("parallel")
-    course = Course(support.copy_course(tmp / "course"))
     inbox = tmp / "inbox"
-    quiz = support.submission("quiz")
-    support.write_submission(inbox, "ref", {"quiz": quiz})
-    support.write_submission(inbox, "wrong", {
-        "quiz": support.submission("quiz", {**support.solutions("quiz"), **VARIANTS["QUIZ_WRONG"]})})
-    support.write_submission(inbox, "victim", {"quiz": quiz})
-    support.write_submission(inbox, "late", {"quiz": quiz})
-    support.write_submission(inbox, "linker", {"quiz": quiz})
+    write_quizzes(inbox, right=["ref", "linker", "renamer"], wrong=["wrong"])
+    slow = {**support.solutions("quiz")}
+    slow["q1"] = "import time\ntime.sleep(60)\n" + slow["q1"]  # outlasts the time limit, whatever the machine
+    for student in ("victim", "late"):  # still grading when the killer comes, or the time limit
+        support.write_submission(inbox, student, {"quiz": support.submission("quiz", slow)})
     os.symlink(STEAL, inbox / "linker" / "exercises.ipynb")
-    support.write_submission(inbox, "renamer", {"quiz": quiz, "Exercises (1)": support.submission("exercises")})
-    release(course)
-    collect(course, [inbox])
+    support.write_submission(inbox, "renamer", {"Exercises (1)": support.submission("exercises")})
+    course = released_course(tmp / "course", [inbox])
 
     finished: list[str] = []
-    killer = _Killer("victim")
+    killer = _Killer("victim", after=1.0)
     killer.start()
     try:
         parallel = autograde(course, PARALLEL, progress=lambda r: finished.append(r.student), jobs=2)
@@ -127,10 +114,9 @@ def batch(tmp_path_factory):
 @pytest.mark.slow
 def test_parallel_grading_scores_every_cell_as_expected(batch):
     """Does grading two at a time give every quiz cell its expected score (full marks, two wrong answers)?"""
-    points = _quiz_points()
     auto = {s: {g: v[0] for g, v in batch["after_parallel"][s]["quiz"].items()} for s in ("ref", "wrong")}
-    assert auto["ref"] == points
-    assert auto["wrong"] == {g: (0.0 if g in VARIANTS["QUIZ_WRONG_CELLS"] else p) for g, p in points.items()}
+    assert auto["ref"] == quiz_points()
+    assert auto["wrong"] == wrong_quiz_points()
     for s in ("ref", "wrong"):  # missing notebooks: 0, as nbgrader scores them
         assert all(v[0] == 0 for nb in ("exercises", "experiment") for v in batch["after_parallel"][s][nb].values())
 
