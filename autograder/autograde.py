@@ -23,7 +23,7 @@ from .course import FAILED, GRADED, Course, InputError, Result
 from .archive import digest, pack
 from .engine import open_engine, run_tasks
 from .fingerprint import fingerprint
-from .gradebook import assignment_registered, merge_grades, private_copy
+from .gradebook import assignment_registered, merge_grades, private_copy, student_copy
 from .task import grade, kill_all
 
 #: A student whose grading takes longer than this (seconds, all notebooks together) is failed and its grading
@@ -191,7 +191,7 @@ class _Run:
         if self.progress is not None:
             self.progress(res)
 
-    def tasks(self, todo: list[str], gradebook: bytes, time_limit: float, root: str | None):
+    def tasks(self, todo: list[str], base: Path, time_limit: float, root: str | None):
         """A task per student that passes :func:`precheck`; the others are finished as failed at once."""
         for student in todo:
             start = time.perf_counter()
@@ -203,6 +203,10 @@ class _Run:
             key = f"grade-{student}-{submitted}"
             self.asked[key] = (student, notes, start)
             submission = pack(self.course.submitted / student / ASSIGNMENT)
+            mine = self.work / f"{student}-task.db"
+            student_copy(self.course, base, student, mine)  # the run's copy with this student's own rows
+            gradebook = mine.read_bytes()
+            mine.unlink()
             known = json.dumps(self.experiments).encode()  # as of now: what earlier tasks trained too
             yield key, grade, (student, submission, gradebook, self.fingerprint, time_limit, root, known)
 
@@ -247,11 +251,10 @@ class _Run:
 
 
 def _grade_all(run: _Run, engine, todo: list[str], time_limit: float) -> None:
-    """Snapshot the gradebook and grade ``todo`` on ``engine``."""
-    private_copy(run.course, run.work / "gradebook.db")  # the assignment as registered, what people entered
-    gradebook = (run.work / "gradebook.db").read_bytes()
+    """Snapshot the gradebook (all but the submissions) and grade ``todo`` on ``engine``."""
+    private_copy(run.course, run.work / "gradebook.db")  # the assignment as registered, the students
     root = str(run.course.root) if engine.local else None
-    run_tasks(engine, run.tasks(todo, gradebook, time_limit, root), run.done)
+    run_tasks(engine, run.tasks(todo, run.work / "gradebook.db", time_limit, root), run.done)
 
 
 def autograde(
@@ -270,7 +273,8 @@ def autograde(
 
     Each task grades its student by a process of its own (``python -m autograder.worker``: nbgrader's
     ``Autograde`` with the course's configuration and the sandbox), against a private SQLite copy of the
-    gradebook (:func:`private_copy`), so a grader that dies (out of memory, a segfault, killed, past
+    gradebook (:func:`private_copy` and :func:`student_copy`: the course, the students and that student's own
+    submission rows, not the class's), so a grader that dies (out of memory, a segfault, killed, past
     ``time_limit`` seconds) fails only that student. This process alone unpacks the graded notebooks into
     ``autograded/``, merges the grades into the course's gradebook (:func:`merge_grades`, keeping manual
     scores), one student at a time, and writes the status file, which records each student's submission
@@ -306,7 +310,7 @@ def autograde(
     todo = list(dict.fromkeys(students)) if students else pending(course, course_fingerprint, force)
     if not todo:
         return []
-    with open_engine(jobs, scheduler, cluster) as engine:
+    with open_engine(jobs, scheduler, cluster, say=say) as engine:
         if engine.dashboard and say is not None:
             say(f"autograde: on the Dask cluster {engine.client.scheduler.address} ({engine.slots} worker "
                 f"thread(s)); dashboard: {engine.dashboard}")

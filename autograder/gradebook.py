@@ -7,14 +7,17 @@ reaches it): the SQLite file ``autograder/gradebook.db`` by default, PostgreSQL 
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import warnings
 from pathlib import Path
 
 from . import ASSIGNMENT, NOTEBOOKS
 from .course import Course
-from .database import copy_rows, engine, require_schema, snapshot, sqlite_file
+from .database import copy_rows, engine, nbgrader_tables, require_schema, snapshot, sqlite_file
 
-__all__ = ["assignment_registered", "create_schema", "merge_grades", "private_copy", "snapshot", "sqlite_file"]
+__all__ = ["assignment_registered", "create_schema", "merge_grades", "private_copy", "snapshot", "sqlite_file",
+           "student_copy"]
 
 
 def assignment_registered(course: Course) -> bool:
@@ -48,9 +51,15 @@ def create_schema(course: Course) -> None:
     require_schema(course.db_url, create=create)
 
 
+#: nbgrader's tables that hold the students' submissions (the others hold the course, its students, the
+#: assignment as released), in foreign-key order.
+SUBMISSION_TABLES = ("submitted_assignment", "submitted_notebook", "grade", "comment")
+
+
 def private_copy(course: Course, dst: Path) -> None:
-    """A private SQLite gradebook at ``dst`` holding what the course's gradebook holds now (the assignment as
-    registered, the students, what people entered), for one grading worker to write.
+    """A SQLite gradebook at ``dst`` holding what the course's gradebook holds now, but for the submissions:
+    the assignment as registered, its cells, the students. One copy a run; each task gets it with its own
+    student's submission added (:func:`student_copy`), so that what a task carries does not grow with the class.
 
     A SQLite gradebook is copied with SQLite's backup API; any other (PostgreSQL) gets nbgrader's tables in a
     fresh SQLite file (nbgrader's ``Gradebook`` creates them) and then every row of every one of them.
@@ -58,13 +67,48 @@ def private_copy(course: Course, dst: Path) -> None:
     db = sqlite_file(course.db_url)
     if db is not None:
         snapshot(db, dst)
-        return
-    from nbgrader.api import Gradebook
+    else:
+        from nbgrader.api import Gradebook
 
-    url = f"sqlite:///{dst}"
-    with course.venv_on_path():  # nbgrader runs alembic from PATH
-        Gradebook(url, ASSIGNMENT).close()
-    copy_rows(course.db_url, url)
+        url = f"sqlite:///{dst}"
+        with course.venv_on_path():  # nbgrader runs alembic from PATH
+            Gradebook(url, ASSIGNMENT).close()
+        copy_rows(course.db_url, url)
+    con = sqlite3.connect(dst)
+    try:
+        for table in reversed(SUBMISSION_TABLES):
+            con.execute(f"DELETE FROM {table}")  # noqa: S608 (the table names are this module's constants)
+        con.commit()
+        con.execute("VACUUM")
+    finally:
+        con.close()
+
+
+def student_copy(course: Course, base: Path, student: str, dst: Path) -> None:
+    """``base`` (:func:`private_copy`) with ``student``'s submission rows of the course's gradebook added (its
+    extension, its cells' scores and comments): what one grading worker needs to grade that student."""
+    from sqlalchemy import insert, select
+
+    shutil.copyfile(base, dst)
+    tables = {t.name: t for t in nbgrader_tables()}
+    sa, sn = tables["submitted_assignment"], tables["submitted_notebook"]
+    src, out = engine(course.db_url), engine(f"sqlite:///{dst}")
+    try:
+        with src.connect() as conn, out.begin() as dst_conn:
+            subs = [dict(r) for r in conn.execute(select(sa).where(sa.c.student_id == student)).mappings()]
+            nbs = [dict(r) for r in conn.execute(
+                select(sn).where(sn.c.assignment_id.in_([r["id"] for r in subs]))).mappings()]
+            rows = {"submitted_assignment": subs, "submitted_notebook": nbs}
+            for name in ("grade", "comment"):
+                t = tables[name]
+                rows[name] = [dict(r) for r in conn.execute(
+                    select(t).where(t.c.notebook_id.in_([r["id"] for r in nbs]))).mappings()]
+            for name in SUBMISSION_TABLES:
+                if rows[name]:
+                    dst_conn.execute(insert(tables[name]), rows[name])
+    finally:
+        src.dispose()
+        out.dispose()
 
 
 def _cell_rows(conn, table, columns: tuple[str, ...], student: str) -> dict[tuple[str, str], dict]:

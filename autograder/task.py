@@ -36,6 +36,8 @@ _OWN = {"submitted", "autograded", "feedback"}
 #: The grading processes running in this process's tasks (killed when the grader stops early).
 _running: set[Grader] = set()
 _lock = threading.Lock()
+#: The experiment's training runs this process's tasks know, by course fingerprint (see :func:`_known_runs`).
+_runs: dict[str, dict] = {}
 
 
 def worker_env(base: dict[str, str], tmpdir: Path) -> dict[str, str]:
@@ -114,6 +116,21 @@ def _run_worker(scratch: Path, student: str, time_limit: float, experiments: Pat
     return GRADED if out.get("success") else f"{FAILED}: {failure_reason(out)}"
 
 
+def _known_runs(course_fingerprint: str, runs: bytes) -> dict:
+    """The experiment's training runs known in this process for this course, with ``runs`` (JSON) added.
+
+    The grader's copy in a task is as of the task's submission; a run that an earlier task on this worker
+    trained since is known here, so that a worker trains each pair once even before the grader hears of it."""
+    try:
+        new = json.loads(runs or b"{}")
+    except ValueError:
+        new = {}
+    with _lock:
+        known = _runs.setdefault(course_fingerprint, {})
+        known.update(new if isinstance(new, dict) else {})
+        return dict(known)
+
+
 def grade(student: str, submission: bytes, gradebook: bytes, expected: str, time_limit: float,
           root: str | None = None, experiments: bytes = b"{}") -> dict:
     """Grade one submission; what the grader needs back, as a plain dict.
@@ -141,10 +158,11 @@ def grade(student: str, submission: bytes, gradebook: bytes, expected: str, time
     os.chmod(scratch, 0o711)  # the grading process's temp folder in it must be reachable; not listable
     try:
         _scratch_course(home, scratch, student, submission, gradebook)
-        (scratch / "experiments.json").write_bytes(experiments)
-        status = _run_worker(scratch, student, time_limit, scratch / "experiments.json")
-        out = {"status": status, "seconds": time.perf_counter() - start,
-               "experiments": (scratch / "experiments.json").read_bytes()}
+        runs = scratch / "experiments.json"
+        runs.write_text(json.dumps(_known_runs(mine, experiments)))
+        status = _run_worker(scratch, student, time_limit, runs)
+        out = {"status": status, "seconds": time.perf_counter() - start, "experiments": runs.read_bytes()}
+        _known_runs(mine, out["experiments"])
         if status == GRADED:
             out["autograded"] = pack(scratch / "autograded" / student / ASSIGNMENT)
             out["gradebook"] = (scratch / "gradebook.db").read_bytes()

@@ -15,14 +15,16 @@ grades the same batch three times, each in its own fresh scratch copy of the cou
     in-process Dask ``LocalCluster``;
 (c) the course's grader on a real Dask cluster that the benchmark starts on 127.0.0.1: ``dask scheduler --host
     127.0.0.1 --port 0 --scheduler-file F --no-dashboard`` and ``--workers`` (default 2) ``dask worker
-    --scheduler-file F --nworkers 1 --nthreads 1 --no-dashboard`` processes (cwd: the course copy; the
+    --scheduler-file F --nworkers 1 --nthreads 1 --no-dashboard`` processes (not daemons:
+    ``DASK_DISTRIBUTED__WORKER__DAEMON=False``, as the README says to start them; cwd: the course copy; the
     grader's pinned environment; ``LRDIFF_COURSE_ROOT`` and ``PYTHONPATH``: the course copy, so that the
     workers grade with that checkout; the scheduler gets the same environment: it unpickles the tasks, so it
     must import ``autograder``), then ``python -m autograder autograde --scheduler tcp://127.0.0.1:PORT``.
     Starting the cluster is not timed; the scheduler and the workers are stopped at the end, even on error.
 
-Prints submissions per minute for each, side by side, the speed-up of (b) and (c) over (a), and each student's
-outcome under all three, so that a reader sees what the hostile submissions got. Each student's outcome
+Prints submissions per minute for each, side by side, the speed-up of (b) and (c) over (a), the CPU-seconds
+each spent per submission (the whole machine's busy time over the run: run it on a quiet machine), and each
+student's outcome under all three, so that a reader sees what the hostile submissions got. Each student's outcome
 (the score, or "failed" when the grader reported that it could not grade the student) must be the same under
 (a), (b) and (c): every difference is printed and the exit status is 1. It asserts nothing about speed: timings
 depend on the machine and its load (the course's CI machine has 2 cores shared with other jobs). Release and
@@ -188,6 +190,15 @@ def _scores(course: Course, students) -> dict[str, float | None]:
     return out
 
 
+def busy_cpu_seconds() -> float:
+    """CPU-seconds this machine has spent not idle since boot, all processes together (``psutil.cpu_times``):
+    the difference over a run is what the run cost, as long as nothing else runs (the load average is printed)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
 def run_nbgrader(course: Course, log: Path) -> tuple[float, set[str]]:
     """(a): plain ``nbgrader autograde lrdiff --force`` over the batch; (seconds, students it failed)."""
     conf = course.root / "bench_nbgrader"
@@ -271,7 +282,9 @@ def dask_cluster(course: Course, workers: int, logs: Path) -> Iterator[str]:
 
     # The workers, and the scheduler too (it unpickles the task graph: it must import `autograder`), run with
     # the course copy's checkout.
-    env = {**env, "LRDIFF_COURSE_ROOT": str(course.root),
+    # DASK_DISTRIBUTED__WORKER__DAEMON=False: a worker that is not a daemon process may fork its grading processes
+    # from the forkserver (autograder/forkserver.py), as the README tells instructors to start theirs.
+    env = {**env, "LRDIFF_COURSE_ROOT": str(course.root), "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(course.root), env.get("PYTHONPATH")]))}
     try:
         sched = start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file", str(sched_file),
@@ -360,13 +373,17 @@ def main() -> int:
 
         nbg = _prepare(tmp / "nbgrader" / "course", inbox)
         print(f"\n(a) serial nbgrader: nbgrader autograde {ASSIGNMENT} --force (one process) ...", flush=True)
+        cpu0 = busy_cpu_seconds()
         t_a, failed_a = run_nbgrader(nbg, tmp / "nbgrader.log")
+        cpu_a = busy_cpu_seconds() - cpu0
         scores_a = _scores(nbg, batch)
 
         ours = _prepare(tmp / "grader" / "course", inbox)
         print(f"\n(b) course grader, LocalCluster: python -m autograder autograde --jobs {args.jobs} ...",
               flush=True)
+        cpu0 = busy_cpu_seconds()
         t_b = run_course_grader(ours, tmp / "grader.log", jobs=args.jobs)
+        cpu_b = busy_cpu_seconds() - cpu0
         status_b = _status(ours)
         scores_b = _scores(ours, batch)
 
@@ -377,7 +394,9 @@ def main() -> int:
               " starting it (not timed) ...", flush=True)
         with dask_cluster(dist, args.workers, logs) as address:
             print(f"    python -m autograder autograde --scheduler {address} ...", flush=True)
+            cpu0 = busy_cpu_seconds()
             t_c = run_course_grader(dist, tmp / "dask.log", scheduler=address)
+            cpu_c = busy_cpu_seconds() - cpu0
         status_c = _status(dist)
         scores_c = _scores(dist, batch)
 
@@ -416,12 +435,14 @@ def main() -> int:
 
         n = len(batch)
         rate_a, rate_b, rate_c = n / t_a * 60, n / t_b * 60, n / t_c * 60
-        print(f"\n{'':56s}{'seconds':>9s} {'submissions/min':>16s} {'speed-up over (a)':>18s}")
-        print(f"  {'(a) serial nbgrader, sandbox on':54s}{t_a:9.1f} {rate_a:16.2f} {'1.00x':>18s}")
-        print(f"  {f'(b) course grader, LocalCluster --jobs {args.jobs}':54s}{t_b:9.1f} {rate_b:16.2f} "
-              f"{f'{rate_b / rate_a:.2f}x':>18s}")
-        print(f"  {f'(c) course grader, --scheduler ({args.workers} workers x 1 thread)':54s}{t_c:9.1f} "
-              f"{rate_c:16.2f} {f'{rate_c / rate_a:.2f}x':>18s}")
+        print(f"\n{'':56s}{'seconds':>9s} {'submissions/min':>16s} {'speed-up over (a)':>18s} "
+              f"{'CPU-s/submission':>17s}")
+        for label, t, rate, cpu in (
+            ("(a) serial nbgrader, sandbox on", t_a, rate_a, cpu_a),
+            (f"(b) course grader, LocalCluster --jobs {args.jobs}", t_b, rate_b, cpu_b),
+            (f"(c) course grader, --scheduler ({args.workers} workers x 1 thread)", t_c, rate_c, cpu_c),
+        ):
+            print(f"  {label:54s}{t:9.1f} {rate:16.2f} {f'{rate / rate_a:.2f}x':>18s} {cpu / n:17.1f}")
         print(f"  {n} submissions; {os.cpu_count()} CPUs (load average now {os.getloadavg()[0]:.1f}); sandbox on")
         if args.keep:
             print(f"\nkept: {tmp} (nbgrader.log, grader.log, dask.log, dask-logs/, nbgrader/course, grader/course,"

@@ -24,7 +24,7 @@ from tests.support.postgres import postgres  # noqa: F401 (a module-scoped fixtu
 from autograder.collect import collect
 from autograder.course import Course
 from autograder.database import nbgrader_tables, table_names
-from autograder.gradebook import private_copy
+from autograder.gradebook import SUBMISSION_TABLES, private_copy, student_copy
 from autograder.report import export
 from autograder.__main__ import main
 
@@ -117,12 +117,26 @@ def _rows(url: str) -> dict[str, list[tuple]]:
         engine.dispose()
 
 
-def test_private_copy_of_a_postgres_gradebook_holds_every_row(graded, tmp_path):
-    """Does a grading worker's private SQLite copy hold every row of every nbgrader table of PostgreSQL?"""
-    private_copy(Course(graded["root"], gradebook_url=graded["url"]), tmp_path / "copy.db")
-    copied, source = _rows(f"sqlite:///{tmp_path / 'copy.db'}"), _rows(graded["url"])
-    assert copied == source
-    assert len(copied["grade"]) >= 3 * 17
+def test_private_copy_of_a_postgres_gradebook_holds_the_course_and_one_student(graded, tmp_path):
+    """Does a run's private SQLite copy of PostgreSQL hold every row but the submissions, and a task's copy
+    that plus its own student's submission rows, exactly (so that what a task carries does not grow with the
+    class)?"""
+    course = Course(graded["root"], gradebook_url=graded["url"])
+    private_copy(course, tmp_path / "base.db")
+    base, source = _rows(f"sqlite:///{tmp_path / 'base.db'}"), _rows(graded["url"])
+    assert {t: r for t, r in base.items() if t not in SUBMISSION_TABLES} == \
+        {t: r for t, r in source.items() if t not in SUBMISSION_TABLES}
+    assert all(base[t] == [] for t in SUBMISSION_TABLES)
+    with course.gradebook() as gb:
+        student = sorted(s.id for s in gb.students)[0]
+        mine = {t.name: len(t.grades) for t in gb.find_submission("lrdiff", student).notebooks}
+    student_copy(course, tmp_path / "base.db", student, tmp_path / "task.db")
+    task = _rows(f"sqlite:///{tmp_path / 'task.db'}")
+    assert {t: r for t, r in task.items() if t not in SUBMISSION_TABLES} == \
+        {t: r for t, r in base.items() if t not in SUBMISSION_TABLES}
+    assert len(task["submitted_assignment"]) == 1 and len(task["submitted_notebook"]) == len(mine)
+    assert len(task["grade"]) == sum(mine.values()) >= 17
+    assert set(task["grade"]) <= set(source["grade"]) and set(task["comment"]) <= set(source["comment"])
 
 
 def _closed_port() -> int:
