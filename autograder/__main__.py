@@ -160,11 +160,10 @@ def _do_autograde(course: Course, students=None, jobs: int | None = None,
         _say("autograde: the gradebook does not know the assignment yet; running release first")
         _do_release(course)
     todo = students or pending(course, fingerprint(course.root), force)
-    if not todo:
-        kept = course.read_status()
+    if not todo:  # a student who failed to grade is never "done" (autograde.pending)
         _say(f"autograde: nothing to grade: all {len(course.students_submitted())} submission(s) were graded "
              "with this content and this course already (--force grades them again)")
-        return 1 if any(kept.get(s, {}).get("status") != GRADED for s in course.students_submitted()) else 0
+        return 0
     jobs = min(jobs or os.cpu_count() or 1, len(todo))
     _say(f"autograde: {len(todo)} submission(s), {jobs} at a time")
     _say(f"autograde: time limits: {describe_limits(course.config(), NOTEBOOKS)}")

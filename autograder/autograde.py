@@ -159,11 +159,19 @@ def submission_digest(course: Course, student: str) -> str:
 
 
 def pending(course: Course, course_fingerprint: str, force: bool = False) -> list[str]:
-    """The submitted students not graded yet with this submission and this course (all of them: ``force``)."""
+    """The submitted students not graded yet with this submission and this course (all of them: ``force``).
+
+    A student who failed to grade is tried again: the failure may have been the machine's (a lost worker, an
+    out-of-memory kill during a crash), and a submission that fails for its own reasons fails again quickly.
+    """
     status = course.read_status()
-    return [s for s in course.students_submitted()
-            if force or (status.get(s, {}).get("digest"), status.get(s, {}).get("fingerprint"))
-            != (submission_digest(course, s), course_fingerprint)]
+
+    def done(s: str) -> bool:
+        st = status.get(s, {})
+        return (st.get("status"), st.get("digest"), st.get("fingerprint")) == \
+            (GRADED, submission_digest(course, s), course_fingerprint)
+
+    return [s for s in course.students_submitted() if force or not done(s)]
 
 
 class _Run:

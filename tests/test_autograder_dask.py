@@ -161,6 +161,19 @@ def test_a_second_run_grades_nobody_and_force_grades_all(graded):
 
 
 @pytest.mark.slow
+def test_a_student_who_failed_to_grade_is_tried_again(graded):
+    """Is a student recorded as failed to grade (same submission, same course) pending again, the others not?"""
+    course = graded["course"]
+    before = course.read_status()
+    failed = {**before, "bob": {**before["bob"], "status": f"{FAILED}: the grading process was killed (SIGKILL)"}}
+    try:
+        course.write_status(failed)
+        assert pending(course, fingerprint(course.root)) == ["bob"]
+    finally:
+        course.write_status(before)
+
+
+@pytest.mark.slow
 def test_a_worker_with_another_course_is_refused(graded):
     """Is a task whose course fingerprint is not the worker's refused with the reason, nothing run?"""
     out = graded["client"].submit(grade, "ann", b"", b"", "0" * 64, 10.0, pure=False).result(timeout=60)
