@@ -1,14 +1,14 @@
 """Processes on the host, found with ``psutil`` (never by reading ``/proc`` by hand).
 
-The sandbox and pool tests ask who runs a kernel (and as which user), which grading workers a process started,
-and whether anything of a dead sandbox is still running.
+The sandbox and grading tests ask who runs a kernel (and as which user), which processes grade a student, and
+whether anything of a dead sandbox is still running.
 """
 
 from __future__ import annotations
 
 import psutil
 
-__all__ = ["children_running", "exists", "graders_of", "processes_with", "uids_of_tree"]
+__all__ = ["exists", "graders_of", "processes_with", "uids_of_tree"]
 
 _GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
@@ -38,28 +38,6 @@ def processes_with(token: str) -> list[int]:
                 found.append(proc.pid)
         except _GONE:
             continue
-    return found
-
-
-def children_running(*argv: str, parent: int | None = None) -> list[int]:
-    """Pids of the direct children of ``parent`` (default: this process) with every one of ``argv`` in their
-    command line, each as a whole argument.
-
-    >>> children_running("autograder.worker", "alice")  # this process's grading workers for alice
-    []
-    """
-    found = []
-    try:
-        children = psutil.Process(parent).children()
-    except _GONE:
-        return []
-    for proc in children:
-        try:
-            cmdline = proc.cmdline()
-        except _GONE:
-            continue
-        if all(arg in cmdline for arg in argv):
-            found.append(proc.pid)
     return found
 
 
