@@ -232,11 +232,7 @@ class _Run:
 
     def _keep_experiments(self, returned: bytes | None) -> None:
         """Keep the training runs a task returned that are new (the task's copy held the known ones)."""
-        try:
-            runs = json.loads(returned or b"{}")
-        except ValueError:
-            return
-        new = {k: v for k, v in runs.items() if k not in self.experiments} if isinstance(runs, dict) else {}
+        new = {k: v for k, v in experiment_cache.runs_from(returned).items() if k not in self.experiments}
         if new:
             self.experiments.update(new)
             experiment_cache.save(self.course.config_dir, self.fingerprint, self.experiments)
@@ -279,8 +275,8 @@ def autograde(
 ) -> list[Result]:
     """Autograde the submitted students, one Dask task each; a failure is recorded and the batch goes on.
 
-    Each task grades its student by a process of its own (``python -m autograder.worker``: nbgrader's
-    ``Autograde`` with the course's configuration and the sandbox), against a private SQLite copy of the
+    Each task grades its student by a process of its own (:mod:`autograder.worker`, forked from a server that
+    imported it once: nbgrader's ``Autograde`` with the course's configuration and the sandbox), against a private SQLite copy of the
     gradebook (:func:`private_copy` and :func:`student_copy`: the course, the students and that student's own
     submission rows, not the class's), so a grader that dies (out of memory, a segfault, killed, past
     ``time_limit`` seconds) fails only that student. This process alone unpacks the graded notebooks into

@@ -46,8 +46,20 @@ def use(path: Path | None) -> None:
 
 def _read(path: Path | None) -> dict:
     try:
-        runs = json.loads(path.read_text()) if path is not None else {}
-    except (FileNotFoundError, json.JSONDecodeError):
+        return runs_from(path.read_bytes()) if path is not None else {}
+    except FileNotFoundError:
+        return {}
+
+
+def runs_from(data: bytes | str | None) -> dict:
+    """Training runs from their JSON (what a task carries each way); ``{}`` for anything else.
+
+    >>> runs_from(b'{"1e-04 0.01 0": {"val_acc": 70.0}}'), runs_from(b"[1]"), runs_from(b"not json")
+    ({'1e-04 0.01 0': {'val_acc': 70.0}}, {}, {})
+    """
+    try:
+        runs = json.loads(data or b"{}")
+    except ValueError:
         return {}
     return runs if isinstance(runs, dict) else {}
 
@@ -56,7 +68,7 @@ def key(backbone_lr: float, head_lr: float, seeds: tuple[int, ...]) -> str:
     """The cache key of one pair of lrs and seeds (floats by ``repr``: exact).
 
     >>> key(1e-4, 0.01, (0, 1))
-    '1e-04 0.01 0,1'
+    '0.0001 0.01 0,1'
     """
     return f"{float(backbone_lr)!r} {float(head_lr)!r} {','.join(map(str, seeds))}"
 

@@ -26,6 +26,7 @@ from . import ASSIGNMENT, ROOT
 from .apps import failure_reason
 from .archive import pack, unpack
 from .course import FAILED, GRADED, venv_path_env
+from .experiment_cache import runs_from
 from .fingerprint import fingerprint
 from .forkserver import Grader
 
@@ -121,13 +122,9 @@ def _known_runs(course_fingerprint: str, runs: bytes) -> dict:
 
     The grader's copy in a task is as of the task's submission; a run that an earlier task on this worker
     trained since is known here, so that a worker trains each pair once even before the grader hears of it."""
-    try:
-        new = json.loads(runs or b"{}")
-    except ValueError:
-        new = {}
     with _lock:
         known = _runs.setdefault(course_fingerprint, {})
-        known.update(new if isinstance(new, dict) else {})
+        known.update(runs_from(runs))
         return dict(known)
 
 

@@ -83,3 +83,11 @@ def test_the_coordinator_keeps_runs_of_this_course_only(tmp_path):
     assert experiment_cache.load(tmp_path, "b" * 64) == {}
     (tmp_path / experiment_cache.CACHE_FILE).write_text("{not json")
     assert experiment_cache.load(tmp_path, "a" * 64) == {}
+
+
+def test_the_module_examples_hold():
+    """Do the examples in the module's docstrings (the key's form, reading a task's runs) run as written?"""
+    import doctest
+
+    result = doctest.testmod(experiment_cache)
+    assert result.attempted >= 2 and result.failed == 0, result
